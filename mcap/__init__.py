@@ -1,0 +1,1 @@
+"""Market-cap history collector internals; scripts import them through ``common``."""

@@ -1,0 +1,339 @@
+"""The CoinPaprika client: one session, timeouts, a deadline, one bounded retry layer."""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
+
+from .config import Config
+from .errors import ApiUnavailable, AuthOrPlanError, BadApiData, DeadlineExceeded
+from .ledger import RequestLedger
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = "mcap-collector/0.1 (+https://github.com/; requests)"
+RETRY_AFTER_CAP_S = 120.0
+BACKOFF_CAP_S = 30.0
+ERROR_BODY_LIMIT = 64 * 1024
+# A free-tier 402 on these endpoints means "monthly quota used up" (coinpaprika-api.md §12.7).
+QUOTA_ENDPOINTS = ("/tickers", "/global", "/coins")
+
+
+class Deadline:
+    """A monotonic wall-clock limit for the whole run."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.end = time.monotonic() + seconds
+
+    def remaining(self) -> float:
+        return self.end - time.monotonic()
+
+    def check(self, doing: str) -> None:
+        if self.remaining() <= 0:
+            raise DeadlineExceeded(f"run deadline of {self.seconds:g}s passed while {doing}")
+
+
+class TransientError(Exception):
+    """A failure that can succeed on retry: 429, 5xx, network errors, cut-off bodies."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+@dataclass
+class RequestCounter:
+    """Every HTTP attempt of this run (retries included)."""
+
+    attempts: int = 0
+    retries: int = 0
+    calls: dict[str, int] = field(default_factory=dict)
+    bytes_received: int = 0
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"non-finite number {name} in JSON")
+
+
+def _parse_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:40]} is out of range")
+    return value
+
+
+def _object_without_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        dup = next(k for k, _ in pairs if k in seen or seen.add(k))
+        raise ValueError(f"duplicate key {dup!r} in a JSON object")
+    return obj
+
+
+def parse_json_strict(body: bytes) -> Any:
+    """json.loads that refuses NaN/Infinity, out-of-range numbers and duplicate keys.
+
+    Raises:
+        ValueError: including json.JSONDecodeError and CPython's int-digit limit.
+    """
+    return json.loads(
+        body,
+        parse_constant=_reject_constant,
+        parse_float=_parse_float,
+        object_pairs_hook=_object_without_duplicate_keys,
+    )
+
+
+def _looks_truncated(exc: json.JSONDecodeError) -> bool:
+    return exc.pos >= len(exc.doc.rstrip()) - 1
+
+
+def error_text(body: bytes) -> str:
+    """The API's `{"error": ...}` message, or the first line of a non-JSON body."""
+    try:
+        data = json.loads(body)
+        if isinstance(data, dict) and isinstance(data.get("error"), str):
+            return data["error"][:200]
+    except ValueError:
+        pass
+    text = body.decode("utf-8", "replace").strip()
+    first = text.splitlines()[0] if text else "(empty body)"
+    return first[:200]
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Retry-After as delay-seconds or an HTTP-date; None when absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+class ApiClient:
+    """GETs JSON from the API; only this class turns HTTP outcomes into exceptions."""
+
+    def __init__(
+        self,
+        config: Config,
+        ledger: RequestLedger | None,
+        deadline: Deadline,
+        counter: RequestCounter | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.config = config
+        self.ledger = ledger
+        self.deadline = deadline
+        self.counter = counter or RequestCounter()
+        self._sleep = sleep
+        self._last_attempt = 0.0
+        self.last_body: tuple[str, bytes] | None = None  # for rejected/ when validation fails
+        self.session = requests.Session()
+        self.session.headers.update(
+            {
+                "Accept": "application/json",
+                "Accept-Encoding": "gzip, deflate",
+                "User-Agent": USER_AGENT,
+            }
+        )
+        if config.api_key:
+            self.session.headers["Authorization"] = config.api_key  # bare key, never "Bearer"
+
+    def close(self) -> None:
+        self.session.close()
+
+    def get_json(self, path: str, params: dict[str, str] | None = None) -> Any:
+        """GET base_url+path and return strictly parsed JSON.
+
+        Raises:
+            ApiUnavailable: retries exhausted (69); DeadlineExceeded when the run's time is up.
+            BadApiData: 400/404 or a body that is not usable JSON (65).
+            AuthOrPlanError: 401/402/403 (78).
+            BudgetExceeded: the ledger refused the next attempt (75).
+        """
+        self.counter.calls[path] = self.counter.calls.get(path, 0) + 1
+        retrying = Retrying(
+            retry=retry_if_exception_type(TransientError),
+            stop=stop_after_attempt(self.config.max_attempts) | self._stop_before_deadline,
+            wait=self._wait,
+            before_sleep=self._before_sleep,
+            sleep=self._sleep,
+            reraise=True,
+        )
+        try:
+            return retrying(self._attempt, path, params or {})
+        except TransientError as exc:
+            attempts = retrying.statistics.get("attempt_number", 1)
+            raise ApiUnavailable(f"GET {path} failed after {attempts} attempt(s): {exc}") from exc
+
+    def _stop_before_deadline(self, state: RetryCallState) -> bool:
+        upcoming = state.upcoming_sleep or 0.0
+        return upcoming + 1.0 >= self.deadline.remaining()
+
+    def _wait(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after is not None:
+            return min(retry_after, RETRY_AFTER_CAP_S)
+        # Full jitter (reliability.md §4.4): uniform in [0, min(cap, 2^n)], at least 0.5 s.
+        ceiling = min(BACKOFF_CAP_S, 2.0**state.attempt_number)
+        return max(0.5, random.uniform(0, ceiling))
+
+    def _before_sleep(self, state: RetryCallState) -> None:
+        self.counter.retries += 1
+        exc = state.outcome.exception() if state.outcome else None
+        wait = state.upcoming_sleep or 0.0
+        log.warning("attempt %d failed: %s; retrying in %.1fs", state.attempt_number, exc, wait)
+
+    def _pace(self) -> None:
+        gap = self.config.min_request_gap_s - (time.monotonic() - self._last_attempt)
+        if gap > 0:
+            self._sleep(gap)
+        self._last_attempt = time.monotonic()
+
+    def _attempt(self, path: str, params: dict[str, str]) -> Any:
+        self.last_body = None
+        self._pace()
+        self.deadline.check(f"about to GET {path}")
+        if self.ledger is not None:
+            self.ledger.record_attempt(self.config.script, self.config.monthly_budget)
+        self.counter.attempts += 1
+        remaining = self.deadline.remaining()
+        timeout = (
+            min(self.config.connect_timeout_s, remaining),
+            min(self.config.read_timeout_s, remaining),
+        )
+        url = self.config.base_url + path
+        log.debug("GET %s %s timeout=%s", path, params, timeout)
+        try:
+            response = self.session.get(url, params=params, timeout=timeout, stream=True)
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            self.deadline.check(f"waiting for {path}")
+            raise TransientError(f"{type(exc).__name__} on GET {path}") from exc
+        with response:
+            if response.status_code != 200:
+                self._raise_for_status(path, response)
+            body = self._read_body(path, response)
+        self.last_body = (path, body)
+        return self._decode(path, response, body)
+
+    def _read_body(self, path: str, response: requests.Response, limit: int | None = None) -> bytes:
+        """Stream the body, checking the run deadline between chunks (a trickle must end)."""
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            for chunk in response.iter_content(chunk_size=256 * 1024):
+                chunks.append(chunk)
+                size += len(chunk)
+                self.deadline.check(f"reading {path} ({size} bytes so far)")
+                if limit is not None and size >= limit:
+                    break
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            self.deadline.check(f"reading {path}")
+            raise TransientError(f"{type(exc).__name__} while reading {path}") from exc
+        except requests.RequestException as exc:  # ChunkedEncodingError, ContentDecodingError
+            raise TransientError(f"incomplete body for {path} ({type(exc).__name__})") from exc
+        self.counter.bytes_received += size
+        return b"".join(chunks)
+
+    def _raise_for_status(self, path: str, response: requests.Response) -> None:
+        status = response.status_code
+        try:
+            body = self._read_body(path, response, limit=ERROR_BODY_LIMIT)
+        except TransientError:
+            body = b""
+        message = f"HTTP {status} from {path}: {error_text(body)}"
+        if status == 429 or status == 408 or 500 <= status <= 599:
+            raise TransientError(message, parse_retry_after(response.headers.get("Retry-After")))
+        if status == 402:
+            if path in QUOTA_ENDPOINTS and self.ledger is not None:
+                until = self.ledger.mark_blocked(message)
+                raise AuthOrPlanError(
+                    f"{message} (monthly quota used up or plan too small)",
+                    hint=f"runs are blocked until {until}; upgrade the plan or pass --force later",
+                )
+            raise AuthOrPlanError(f"{message} (this endpoint needs a paid plan)")
+        if status in (401, 403):
+            raise AuthOrPlanError(
+                f"{message} (API key rejected or request blocked)",
+                hint="check COINPAPRIKA_API_KEY (sent bare, no 'Bearer') and the base URL",
+            )
+        raise BadApiData(message, hint="the request was refused; check --quotes and --base-url")
+
+    def _decode(self, path: str, response: requests.Response, body: bytes) -> Any:
+        content_type = response.headers.get("Content-Type", "")
+        head = body.lstrip()[:1]
+        if "html" in content_type.lower() or head == b"<":
+            raise BadApiData(f"{path} answered HTML instead of JSON ({error_text(body)})")
+        if not body.strip():
+            raise TransientError(f"empty body from {path}")
+        try:
+            return parse_json_strict(body)
+        except json.JSONDecodeError as exc:
+            if _looks_truncated(exc):
+                raise TransientError(f"{path} body cut off after {len(body)} bytes") from exc
+            raise BadApiData(f"{path} is not valid JSON: {exc.msg} at byte {exc.pos}") from exc
+        except (ValueError, RecursionError) as exc:
+            raise BadApiData(f"{path} rejected by strict JSON parsing: {exc}") from exc
+
+
+@dataclass
+class PageReport:
+    pages: int = 0
+    duplicates_dropped: int = 0
+    paging_ignored: bool = False
+
+
+def fetch_paginated(
+    client: ApiClient,
+    path: str,
+    params: dict[str, str] | None = None,
+    *,
+    page_param: str = "page",
+    max_pages: int = 100,
+) -> tuple[list[dict[str, Any]], PageReport]:
+    """Fetch page 1, 2, … until an empty page, a page of ids already seen, or max_pages.
+
+    An endpoint that ignores paging answers every page with the same rows; the first page
+    that brings nothing new ends the loop and its repeats are dropped and reported.
+    """
+    rows: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    report = PageReport()
+    for page in range(1, max_pages + 1):
+        batch = client.get_json(path, {**(params or {}), page_param: str(page)})
+        report.pages += 1
+        if not isinstance(batch, list):
+            raise BadApiData(f"{path} page {page} is not a JSON array")
+        if not batch:
+            break
+        fresh = [row for row in batch if isinstance(row, dict) and row.get("id") not in seen]
+        report.duplicates_dropped += len(batch) - len(fresh)
+        if not fresh:
+            report.paging_ignored = True
+            log.warning("%s ignores %s: page %d repeats page 1; stopping", path, page_param, page)
+            break
+        for row in fresh:
+            if row.get("id") not in seen:
+                seen.add(row.get("id"))
+                rows.append(row)
+            else:
+                report.duplicates_dropped += 1
+    return rows, report

@@ -1,0 +1,447 @@
+"""The snapshot pipeline shared by 02, 03 and 04, and the coin-catalogue pipeline of 01."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+from .config import FREE_PLAN_TICKER_CAP, Config
+from .errors import CollectorError, ExitCode
+from .fsio import commit_temp, discard_temp, write_temp
+from .history import Commit, HistoryStore
+from .ledger import RequestLedger, next_month_start, parse_iso
+from .logsetup import utc_iso
+from .runner import (
+    GUARD,
+    RunContext,
+    api_client,
+    clean_orphans,
+    fetch_and_quarantine,
+    is_production,
+    prepare_out_dir,
+    run_lock,
+)
+from .snapshot import (
+    csv_bytes,
+    flatten_line_breaks,
+    history_bytes,
+    safe_text_cell,
+    snapshot_json_bytes,
+    snapshot_jsonl_bytes,
+)
+from .validate import check_shrink, rank_sort_key, validate_coins, validate_global, validate_tickers
+
+log = logging.getLogger(__name__)
+
+SNAPSHOT_JSON = "market_cap_snapshot.json"
+SNAPSHOT_JSONL = "market_cap_snapshot.jsonl"
+SNAPSHOT_CSV = "market_cap_snapshot.csv"
+COINS_JSON = "coins_metadata.json"
+COINS_LIST = "coins_list.txt"
+CALLS_PER_SNAPSHOT = 2  # one /tickers + one /global: /tickers has no pagination
+API_REFRESH_MIN = 5
+
+
+def snapshot_id_for(collected_at: str) -> str:
+    return collected_at.replace("-", "").replace(":", "")
+
+
+def expected_coin_count(config: Config, global_data: dict[str, Any]) -> int:
+    """What the plan should return: all active coins, capped at 2,000 on the free plan."""
+    active = int(global_data.get("cryptocurrencies_number") or 0)
+    return min(FREE_PLAN_TICKER_CAP, active) if config.plan == "free" else active
+
+
+def _replace_files(bodies: dict[Path, bytes], commit: Any = None) -> bool:
+    """Write every body to a temp file first; then (optionally) commit history, then rename.
+
+    Any failure before the renames leaves every target as it was.
+    """
+    temps: dict[Path, Path] = {}
+    try:
+        for path, body in bodies.items():
+            temps[path] = write_temp(path, body)
+        with GUARD.critical():
+            if commit is not None and not commit():
+                return False
+            for path, tmp in temps.items():
+                commit_temp(tmp, path)
+        return True
+    finally:
+        for tmp in temps.values():
+            if tmp.exists():
+                discard_temp(tmp)
+
+
+def collect_snapshot(ctx: RunContext) -> int:
+    """One snapshot: /tickers + /global, validated, written, appended to history once."""
+    prepare_out_dir(ctx)
+    with run_lock(ctx):
+        try:
+            return _collect_locked(ctx)
+        except Exception as exc:
+            if is_production(ctx):
+                record_failed_run(ctx, exc)
+            raise
+
+
+def _collect_locked(ctx: RunContext) -> int:
+    config, stats = ctx.config, ctx.stats
+    store = HistoryStore(config.out_dir)
+    clean_orphans(config.out_dir, store.dir)
+    if is_production(ctx):
+        stats.archived_months = store.compact_closed_months()
+    state = store.prepare()
+    stats.last_success_at = state["last_ts"]
+    log_budget_plan(ctx)
+    if config.min_interval_s and state["last_ts"]:
+        age = time.time() - parse_iso(state["last_ts"])
+        if age < config.min_interval_s:
+            return ctx.skip(
+                f"last snapshot {state['last_ts']} is {age / 60:.1f} min old, younger than "
+                f"--min-interval {config.min_interval_s / 60:g} min; no request made"
+            )
+    ledger = RequestLedger(config.out_dir)
+    ledger.check_can_run(CALLS_PER_SNAPSHOT, config.monthly_budget, config.force)
+    client = api_client(ctx, ledger)
+    try:
+        ctx.say(f"Fetching /tickers (quotes {','.join(config.quotes)}) from {config.base_url} …")
+        tickers = fetch_and_quarantine(
+            ctx,
+            client,
+            lambda: validate_tickers(
+                client.get_json("/tickers", {"quotes": ",".join(config.quotes)}), config.quotes
+            ),
+        )
+        ctx.say(f"  {len(tickers.rows):,} coins received; fetching /global …")
+        global_data = fetch_and_quarantine(
+            ctx, client, lambda: validate_global(client.get_json("/global"))
+        )
+    finally:
+        client.close()
+    coins = sorted(tickers.rows, key=rank_sort_key)
+    stats.coin_count = len(coins)
+    stats.expected_count = expected_coin_count(config, global_data)
+    stats.duplicates_dropped = tickers.duplicates_dropped
+    check_shrink("/tickers", len(coins), state["last_coin_count"], config.accept_shrink)
+    return _commit_snapshot(ctx, store, state, coins, global_data, ledger)
+
+
+def _commit_snapshot(
+    ctx: RunContext,
+    store: HistoryStore,
+    state: dict[str, Any],
+    coins: list[dict[str, Any]],
+    global_data: dict[str, Any],
+    ledger: RequestLedger,
+) -> int:
+    config, stats = ctx.config, ctx.stats
+    collected_at = utc_iso()
+    snapshot_id = snapshot_id_for(collected_at)
+    last_updated = {coin["id"]: coin.get("last_updated") for coin in coins}
+    diff = store.diff(state, last_updated)
+    stats.appeared, stats.disappeared = len(diff.appeared), len(diff.disappeared)
+    if diff.previous_ts and not (diff.changed or diff.appeared or diff.disappeared):
+        return ctx.skip(
+            f"data unchanged since snapshot {diff.previous_ts} (every last_updated "
+            "is the same); nothing committed"
+        )
+    if snapshot_id == state["last_snapshot_id"]:
+        return ctx.skip(f"a snapshot was already committed in second {snapshot_id}")
+    rows = history_bytes(coins, collected_at, config.quotes)
+    summary = {
+        "ts": collected_at,
+        "snapshot_id": snapshot_id,
+        "coin_count": len(coins),
+        "expected_count": stats.expected_count,
+        "market_cap_usd": global_data.get("market_cap_usd"),
+        "requests": ctx.counter.attempts,
+        "retries": ctx.counter.retries,
+        "appeared": len(diff.appeared),
+        "disappeared": len(diff.disappeared),
+        "appeared_ids": diff.appeared,
+        "disappeared_ids": diff.disappeared,
+        "changed": diff.changed,
+        "data_changed": True,
+        "duplicates_dropped": stats.duplicates_dropped,
+        "previous_ts": diff.previous_ts,
+        "quotes": list(config.quotes),
+        "plan": config.plan,
+        "script": config.script,
+    }
+    header = {
+        "snapshot_id": snapshot_id,
+        "collected_at": collected_at,
+        "source": config.base_url,
+        "quotes": list(config.quotes),
+        "plan": config.plan,
+        "expected_count": stats.expected_count,
+        "duplicates_dropped": stats.duplicates_dropped,
+        "global": global_data,
+    }
+    out = config.out_dir
+    bodies = {
+        out / SNAPSHOT_JSON: snapshot_json_bytes(header, coins),
+        out / SNAPSHOT_JSONL: snapshot_jsonl_bytes(coins, collected_at),
+        out / SNAPSHOT_CSV: csv_bytes(coins, config.quotes, collected_at),
+    }
+    commit = Commit(collected_at, snapshot_id, rows, len(coins), last_updated, summary)
+    if not _replace_files(bodies, lambda: store.commit(commit)):
+        return ctx.skip(f"snapshot {collected_at} was already in the history")
+    stats.snapshot_id, stats.collected_at = snapshot_id, collected_at
+    stats.history_rows_appended, stats.history_bytes_appended = len(coins), len(rows)
+    stats.history_snapshot_count = state["snapshot_count"] + 1
+    stats.history_total_bytes = store.total_bytes()
+    stats.last_success_at = collected_at
+    stats.files = {path.name: len(body) for path, body in bodies.items()}
+    if config.force:
+        ledger.clear_block()
+    if is_production(ctx) and diff.previous_ts:
+        record_gap_if_any(ctx, store, diff.previous_ts, collected_at)
+    log.info(
+        "committed snapshot %s: %d coins (expected %s), %d history bytes",
+        snapshot_id,
+        len(coins),
+        stats.expected_count,
+        len(rows),
+    )
+    print_summary(ctx, coins, global_data)
+    return ExitCode.OK
+
+
+def record_gap_if_any(ctx: RunContext, store: HistoryStore, previous: str, current: str) -> None:
+    """A missed-slot record when more than one cadence passed without a snapshot."""
+    step = ctx.config.every_min * 60
+    delta = parse_iso(current) - parse_iso(previous)
+    if delta <= 1.5 * step:
+        return
+    failed = 0
+    if store.gaps_path.exists():
+        for line in store.gaps_path.read_bytes().splitlines()[-500:]:
+            record = json.loads(line)
+            if record.get("type") == "failed_run" and record.get("at", "") > previous:
+                failed += 1
+    store.record_gap(
+        {
+            "type": "gap",
+            "from": previous,
+            "to": current,
+            "missing_slots": max(1, round(delta / step) - 1),
+            "failed_runs": failed,
+            "reason": f"{failed} failed run(s)"
+            if failed
+            else "no run recorded (machine off, cron stopped, lock busy or data unchanged)",
+        }
+    )
+
+
+def record_failed_run(ctx: RunContext, exc: Exception) -> None:
+    """04 only: a failed run is listed in history/gaps.jsonl so a missing slot has a reason."""
+    if isinstance(exc, CollectorError):
+        code, error = int(exc.exit_code), exc.one_line()
+    else:
+        code, error = int(ExitCode.SOFTWARE), f"unexpected {type(exc).__name__}: {exc}"
+    record = {"type": "failed_run", "at": ctx.stats.started_at, "exit_code": code, "error": error}
+    try:
+        HistoryStore(ctx.config.out_dir).record_gap(record)
+    except (CollectorError, OSError) as write_exc:
+        log.warning("could not record the failed run in gaps.jsonl: %s", write_exc)
+
+
+def print_summary(
+    ctx: RunContext, coins: list[dict[str, Any]], global_data: dict[str, Any]
+) -> None:
+    stats, config = ctx.stats, ctx.config
+    quote = "USD" if "USD" in config.quotes else config.quotes[0]
+
+    def cap(coin: dict[str, Any]) -> float:
+        value = ((coin.get("quotes") or {}).get(quote) or {}).get("market_cap")
+        return value if isinstance(value, int | float) else -1.0
+
+    ctx.say(
+        f"Snapshot {stats.snapshot_id}: {stats.coin_count:,} coins received, "
+        f"{stats.expected_count:,} expected on the {config.plan} plan"
+        + (
+            f", {stats.duplicates_dropped} duplicate rows dropped"
+            if stats.duplicates_dropped
+            else ""
+        )
+    )
+    market_cap = global_data.get("market_cap_usd")
+    if isinstance(market_cap, int | float):
+        ctx.say(f"Global market cap: ${market_cap:,.0f}")
+    ctx.say(f"Top 10 by market cap ({quote}):")
+    for place, coin in enumerate(sorted(coins, key=cap, reverse=True)[:10], 1):
+        ctx.say(
+            f"  {place:2d}. {safe_text_cell(coin.get('name'))[:30]:30s} "
+            f"{safe_text_cell(coin.get('symbol'))[:10]:10s} {max(cap(coin), 0):>22,.0f}"
+        )
+    budget = f" of {config.monthly_budget:,}" if config.monthly_budget is not None else ""
+    month = RequestLedger(config.out_dir).load()["month_requests"]
+    ctx.say(
+        f"Requests: {ctx.counter.attempts} this run ({ctx.counter.retries} retries), "
+        f"{month:,}{budget} this month"
+    )
+    ctx.say(
+        f"History: appeared {stats.appeared}, disappeared {stats.disappeared}; "
+        f"time {time.monotonic() - ctx.started_mono:.2f}s; files in {config.out_dir}"
+    )
+
+
+def budget_plan(config: Config, used: int, now: float | None = None) -> dict[str, Any]:
+    """Budget maths for a cadence: calls this month vs the budget, and the fastest cadence."""
+    now = time.time() if now is None else now
+    start = parse_iso(time.strftime("%Y-%m-01T00:00:00Z", time.gmtime(now)))
+    end = parse_iso(next_month_start(now))
+    month_minutes = (end - start) / 60
+    left_minutes = max(0.0, (end - now) / 60)
+    per_month = math.ceil(month_minutes / config.every_min) * CALLS_PER_SNAPSHOT
+    rest = math.ceil(left_minutes / config.every_min) * CALLS_PER_SNAPSHOT
+    budget = config.monthly_budget
+    fastest = None
+    if budget is not None:
+        fastest = next(
+            (
+                m
+                for m in range(API_REFRESH_MIN, 24 * 60 + 1)
+                if math.ceil(month_minutes / m) * CALLS_PER_SNAPSHOT <= budget
+            ),
+            None,
+        )
+    return {
+        "every_min": config.every_min,
+        "calls_per_snapshot": CALLS_PER_SNAPSHOT,
+        "days_in_month": round(month_minutes / 1440),
+        "calls_needed_full_month": per_month,
+        "calls_used_this_month": used,
+        "calls_needed_rest_of_month": rest,
+        "monthly_budget": budget,
+        "fits": budget is None or per_month <= budget,
+        "fits_rest_of_month": budget is None or used + rest <= budget,
+        "fastest_cadence_min": fastest,
+    }
+
+
+def log_budget_plan(ctx: RunContext) -> dict[str, Any]:
+    used = RequestLedger(ctx.config.out_dir).load()["month_requests"]
+    plan = budget_plan(ctx.config, used)
+    log.info(
+        "budget plan: every %d min needs %d calls/month (%d left this month, %d used) "
+        "of budget %s; fastest cadence that fits: %s min",
+        plan["every_min"],
+        plan["calls_needed_full_month"],
+        plan["calls_needed_rest_of_month"],
+        used,
+        plan["monthly_budget"],
+        plan["fastest_cadence_min"],
+    )
+    return plan
+
+
+def show_budget_plan(ctx: RunContext) -> int:
+    """03 --plan: the schedule's cost against the budget, without any request."""
+    prepare_out_dir(ctx)
+    plan = log_budget_plan(ctx)
+    budget = plan["monthly_budget"]
+    ctx.say(
+        f"Cadence: every {plan['every_min']} min × {CALLS_PER_SNAPSHOT} calls per snapshot "
+        "(/tickers + /global)"
+    )
+    ctx.say(
+        f"Needs {plan['calls_needed_full_month']:,} calls in a {plan['days_in_month']}-day "
+        f"month; budget {'unlimited' if budget is None else f'{budget:,}'}: "
+        f"{'fits' if plan['fits'] else 'DOES NOT FIT'}"
+    )
+    ctx.say(
+        f"This month: {plan['calls_used_this_month']:,} used, "
+        f"{plan['calls_needed_rest_of_month']:,} more needed until the month ends: "
+        f"{'fits' if plan['fits_rest_of_month'] else 'DOES NOT FIT'}"
+    )
+    if plan["fastest_cadence_min"] is not None:
+        ctx.say(
+            f"Fastest cadence that fits the budget: every {plan['fastest_cadence_min']} min "
+            f"(the API refreshes about every {API_REFRESH_MIN} min)"
+        )
+    return ExitCode.OK
+
+
+# --- 01: the coin catalogue --------------------------------------------------------------------
+
+
+def fetch_coin_catalogue(ctx: RunContext) -> int:
+    """/coins once; coins_metadata.json and coins_list.txt replaced together."""
+    prepare_out_dir(ctx)
+    config = ctx.config
+    with run_lock(ctx, ".coins.lock"):
+        clean_orphans(config.out_dir)
+        ledger = RequestLedger(config.out_dir)
+        ledger.check_can_run(1, config.monthly_budget, config.force)
+        client = api_client(ctx, ledger)
+        try:
+            ctx.say(f"Fetching /coins from {config.base_url} …")
+            catalogue = fetch_and_quarantine(
+                ctx, client, lambda: validate_coins(client.get_json("/coins"))
+            )
+        finally:
+            client.close()
+        coins = catalogue.rows
+        check_shrink(
+            "/coins", len(coins), _previous_coin_count(config.out_dir), config.accept_shrink
+        )
+        active = sum(1 for coin in coins if coin.get("is_active") is True)
+        document = {
+            "fetched_at": utc_iso(),
+            "source": config.base_url,
+            "coin_count": len(coins),
+            "active_count": active,
+            "duplicates_dropped": catalogue.duplicates_dropped,
+            "coins": coins,
+        }
+        listing = "".join(flatten_line_breaks(coin["id"]) + "\n" for coin in coins)
+        _replace_files(
+            {
+                config.out_dir / COINS_JSON: (
+                    json.dumps(document, allow_nan=False) + "\n"
+                ).encode(),
+                config.out_dir / COINS_LIST: listing.encode(),
+            }
+        )
+        ctx.stats.coin_count = len(coins)
+        log.info(
+            "coin catalogue: %d coins, %d active, %d duplicates dropped",
+            len(coins),
+            active,
+            catalogue.duplicates_dropped,
+        )
+        ctx.say(
+            f"Coins: {len(coins):,} ({active:,} active"
+            + (
+                f", {catalogue.duplicates_dropped} duplicate rows dropped"
+                if catalogue.duplicates_dropped
+                else ""
+            )
+            + ")"
+        )
+        ctx.say(
+            f"Requests: {ctx.counter.attempts} ({ctx.counter.retries} retries); "
+            f"written {COINS_JSON} and {COINS_LIST} in {config.out_dir}"
+        )
+        return ExitCode.OK
+
+
+def _previous_coin_count(out_dir: Path) -> int | None:
+    try:
+        with open(out_dir / COINS_JSON, "rb") as handle:
+            head = handle.read(4096)
+    except FileNotFoundError:
+        return None
+    marker = b'"coin_count": '
+    at = head.find(marker)
+    if at < 0:
+        return None
+    digits = head[at + len(marker) : at + len(marker) + 12].split(b",")[0]
+    return int(digits) if digits.strip().isdigit() else None

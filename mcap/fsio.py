@@ -1,0 +1,175 @@
+"""File primitives: atomic replace, locks, durable appends (reliability.md §1–§3)."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from .errors import LockBusy, OutputDirError, WriteError
+
+FILE_MODE = 0o644
+TEMP_SUFFIX = ".tmp"
+# Crash points for tests (reliability.md §7): COLLECTOR_CRASH_AT=name kills the process there.
+CRASH_ENV = "COLLECTOR_CRASH_AT"
+
+
+def crash_point(name: str) -> None:
+    """SIGKILL ourselves at a named point when a test asks for it."""
+    if os.environ.get(CRASH_ENV) == name:
+        os.kill(os.getpid(), 9)
+
+
+def ensure_dir(path: Path) -> Path:
+    """Create a directory (and parents) or raise OutputDirError."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputDirError(f"cannot create output directory {path}: {exc.strerror}") from exc
+    if not path.is_dir():
+        raise OutputDirError(f"output path {path} is not a directory")
+    return path
+
+
+def check_writable(path: Path) -> None:
+    """Fail fast (73) before any request when the directory cannot take a file."""
+    try:
+        fd, probe = tempfile.mkstemp(dir=path, prefix=".write-probe.", suffix=TEMP_SUFFIX)
+    except OSError as exc:
+        raise OutputDirError(f"cannot write in {path}: {exc.strerror}") from exc
+    os.close(fd)
+    os.unlink(probe)
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """os.write may write less than asked; loop until everything is out."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _write_error(path: Path, exc: OSError) -> WriteError:
+    reason = "disk full (ENOSPC)" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
+    return WriteError(f"cannot write {path.name}: {reason}")
+
+
+def write_temp(path: Path, data: bytes) -> Path:
+    """Write data to a fsynced temp file beside path; the caller renames or removes it."""
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
+    except OSError as exc:
+        raise _write_error(path, exc) from exc
+    try:
+        os.fchmod(fd, FILE_MODE)  # mkstemp makes 0600 and os.replace would carry it over
+        write_all(fd, data)
+        os.fsync(fd)
+    except BaseException as exc:
+        os.close(fd)
+        os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise _write_error(path, exc) from exc
+        raise
+    os.close(fd)
+    return Path(tmp)
+
+
+def commit_temp(tmp: Path, path: Path) -> None:
+    """Rename a finished temp file over its target and make the rename durable."""
+    try:
+        os.replace(tmp, path)
+        fsync_dir(path.parent)
+    except OSError as exc:
+        raise _write_error(path, exc) from exc
+
+
+def discard_temp(tmp: Path | None) -> None:
+    if tmp is not None:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Replace path with data so readers see the old or the new file, never half of one."""
+    tmp = write_temp(path, data)
+    try:
+        commit_temp(tmp, path)
+    except BaseException:
+        discard_temp(tmp)
+        raise
+
+
+def remove_orphan_temps(directory: Path, min_age_s: float = 0.0) -> list[Path]:
+    """Delete `.*.tmp` files a killed run left behind (call while holding the run lock)."""
+    removed: list[Path] = []
+    now = time.time()
+    for tmp in directory.glob(f".*{TEMP_SUFFIX}"):
+        try:
+            if now - tmp.stat().st_mtime >= min_age_s:
+                tmp.unlink()
+                removed.append(tmp)
+        except FileNotFoundError:
+            continue
+    return removed
+
+
+class FileLock:
+    """An flock on a lock file that is never deleted (reliability.md §3)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def acquire(self, blocking: bool = True, note: str | None = None) -> None:
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, FILE_MODE)
+        except OSError as exc:
+            raise OutputDirError(f"cannot open lock file {self.path}: {exc.strerror}") from exc
+        flags = fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB)
+        try:
+            fcntl.flock(fd, flags)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip()
+            os.close(fd)
+            raise LockBusy(f"previous run still active ({holder or 'unknown holder'})") from None
+        self._fd = fd
+        if note is not None:
+            # For humans only; the kernel lock, not this text, decides who runs.
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, note.encode(), 0)
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def __enter__(self) -> FileLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release()
+
+
+@contextlib.contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Hold a blocking flock on path for the duration of the block."""
+    with FileLock(path):
+        yield

@@ -1,0 +1,162 @@
+"""The request ledger: every HTTP attempt of every script sharing an output directory."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import AuthOrPlanError, BudgetExceeded, QuotaBlocked
+from .fsio import atomic_write_bytes, locked
+from .logsetup import utc_iso
+
+log = logging.getLogger(__name__)
+
+LEDGER_NAME = "request_ledger.json"
+
+
+def month_key(ts: float) -> str:
+    return time.strftime("%Y-%m", time.gmtime(ts))
+
+
+def hour_key(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H", time.gmtime(ts))
+
+
+def next_month_start(ts: float) -> str:
+    """First instant of the next calendar month, UTC, as ISO text."""
+    tm = time.gmtime(ts)
+    year, month = (tm.tm_year + 1, 1) if tm.tm_mon == 12 else (tm.tm_year, tm.tm_mon + 1)
+    return f"{year:04d}-{month:02d}-01T00:00:00Z"
+
+
+def parse_iso(text: str) -> float:
+    """Parse our own `YYYY-MM-DDTHH:MM:SSZ` back into epoch seconds."""
+    import calendar
+
+    return float(calendar.timegm(time.strptime(text, "%Y-%m-%dT%H:%M:%SZ")))
+
+
+def empty_ledger(now: float) -> dict[str, Any]:
+    return {
+        "month": month_key(now),
+        "month_requests": 0,
+        "hour": hour_key(now),
+        "hour_requests": 0,
+        "by_script": {},
+        "past_months": {},
+        "blocked_until": None,
+        "blocked_reason": None,
+        "updated_at": utc_iso(now),
+    }
+
+
+@dataclass
+class RequestLedger:
+    """request_ledger.json, read-modify-written under its own flock for each attempt."""
+
+    out_dir: Path
+
+    @property
+    def path(self) -> Path:
+        return self.out_dir / LEDGER_NAME
+
+    @property
+    def lock_path(self) -> Path:
+        return self.out_dir / f".{LEDGER_NAME.removesuffix('.json')}.lock"
+
+    def load(self, now: float | None = None) -> dict[str, Any]:
+        """The ledger as of now: counts roll over at month and hour boundaries."""
+        now = time.time() if now is None else now
+        try:
+            data = json.loads(self.path.read_bytes())
+        except FileNotFoundError:
+            return empty_ledger(now)
+        except ValueError as exc:
+            raise AuthOrPlanError(
+                f"request ledger {self.path} is unreadable ({exc})",
+                hint="restore or delete it; without it the monthly count restarts at 0",
+            ) from exc
+        if not isinstance(data, dict) or not isinstance(data.get("month_requests"), int):
+            raise AuthOrPlanError(
+                f"request ledger {self.path} has an unexpected shape",
+                hint="restore or delete it; without it the monthly count restarts at 0",
+            )
+        return self._roll(data, now)
+
+    @staticmethod
+    def _roll(data: dict[str, Any], now: float) -> dict[str, Any]:
+        merged = empty_ledger(now) | data
+        if merged["month"] != month_key(now):
+            past = dict(merged.get("past_months") or {})
+            past[merged["month"]] = merged["month_requests"]
+            merged.update(month=month_key(now), month_requests=0, by_script={}, past_months=past)
+        if merged["hour"] != hour_key(now):
+            merged.update(hour=hour_key(now), hour_requests=0)
+        until = merged.get("blocked_until")
+        if until and parse_iso(until) <= now:
+            merged.update(blocked_until=None, blocked_reason=None)
+        return merged
+
+    def _save(self, data: dict[str, Any], now: float) -> None:
+        data["updated_at"] = utc_iso(now)
+        body = json.dumps(data, indent=2, allow_nan=False, sort_keys=False) + "\n"
+        atomic_write_bytes(self.path, body.encode())
+
+    def record_attempt(self, script: str, budget: int | None) -> int:
+        """Count one HTTP attempt before it is sent; refuse it if the budget is spent.
+
+        Raises:
+            BudgetExceeded: the month's count already reached the budget.
+        """
+        with locked(self.lock_path):
+            now = time.time()
+            data = self.load(now)
+            if budget is not None and data["month_requests"] >= budget:
+                raise BudgetExceeded(
+                    f"monthly budget of {budget} requests used up "
+                    f"({data['month_requests']} made this month); resets {next_month_start(now)}"
+                )
+            data["month_requests"] += 1
+            data["hour_requests"] += 1
+            data["by_script"][script] = data["by_script"].get(script, 0) + 1
+            self._save(data, now)
+            return data["month_requests"]
+
+    def check_can_run(self, needed: int, budget: int | None, force: bool) -> dict[str, Any]:
+        """Refuse before any request: quota block (78) or not enough budget left (75)."""
+        now = time.time()
+        data = self.load(now)
+        if data["blocked_until"] and not force:
+            raise QuotaBlocked(
+                f"API quota blocked until {data['blocked_until']} "
+                f"({data.get('blocked_reason') or 'HTTP 402'})"
+            )
+        if budget is not None and data["month_requests"] + needed > budget:
+            raise BudgetExceeded(
+                f"request budget exhausted: {data['month_requests']} of {budget} calls used this "
+                f"month, this run needs {needed}; the budget resets {next_month_start(now)}"
+            )
+        return data
+
+    def mark_blocked(self, reason: str) -> str:
+        """After a quota 402: block every run until the month resets."""
+        with locked(self.lock_path):
+            now = time.time()
+            data = self.load(now)
+            until = next_month_start(now)
+            data.update(blocked_until=until, blocked_reason=reason)
+            self._save(data, now)
+        log.warning("ledger: quota blocked until %s (%s)", until, reason)
+        return until
+
+    def clear_block(self) -> None:
+        with locked(self.lock_path):
+            now = time.time()
+            data = self.load(now)
+            if data.get("blocked_until"):
+                data.update(blocked_until=None, blocked_reason=None)
+                self._save(data, now)

@@ -1,0 +1,113 @@
+"""Logging: one shared collection.log, safe across processes, with bounded size."""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+from .fsio import FILE_MODE, write_all
+
+LOG_NAME = "collection.log"
+LOG_MAX_BYTES = 5 * 1024 * 1024
+LOG_BACKUPS = 5
+
+
+def utc_iso(ts: float | None = None) -> str:
+    """ISO-8601 UTC with Z, to the second."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() if ts is None else ts))
+
+
+class UtcFormatter(logging.Formatter):
+    converter = time.gmtime
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
+        ms = int(record.msecs)
+        return time.strftime("%Y-%m-%dT%H:%M:%S", self.converter(record.created)) + f".{ms:03d}Z"
+
+
+class RedactingFilter(logging.Filter):
+    """Belt and braces: the API key must never reach a log line."""
+
+    def __init__(self, secret: str | None) -> None:
+        super().__init__()
+        self.secret = secret
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.secret:
+            message = record.getMessage()
+            if self.secret in message:
+                record.msg = message.replace(self.secret, "<redacted>")
+                record.args = ()
+        return True
+
+
+class SharedLogHandler(logging.Handler):
+    """Append each line with one write under an flock, reopening the file every time.
+
+    Several scripts share collection.log; a shared RotatingFileHandler loses lines
+    (reliability.md §6). Holding a lock file around write-and-rotate keeps every line, and
+    reopening per record also cooperates with an external logrotate (`create` mode).
+    """
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.path = path
+        self.lock_path = path.with_name(f".{path.name}.lock")
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = (self.format(record).replace("\n", " | ") + "\n").encode("utf-8", "replace")
+            lock_fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, FILE_MODE)
+            try:
+                fcntl.flock(lock_fd, fcntl.LOCK_EX)
+                self._rotate_if_large()
+                fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)
+                try:
+                    write_all(fd, line)
+                finally:
+                    os.close(fd)
+            finally:
+                os.close(lock_fd)
+        except Exception:  # noqa: BLE001 - logging must never kill a run
+            self.handleError(record)
+
+    def _rotate_if_large(self) -> None:
+        try:
+            if self.path.stat().st_size < LOG_MAX_BYTES:
+                return
+        except FileNotFoundError:
+            return
+        for index in range(LOG_BACKUPS - 1, 0, -1):
+            older = self.path.with_name(f"{self.path.name}.{index}")
+            if older.exists():
+                os.replace(older, self.path.with_name(f"{self.path.name}.{index + 1}"))
+        os.replace(self.path, self.path.with_name(f"{self.path.name}.1"))
+
+
+def setup_logging(
+    out_dir: Path | None, script: str, run_id: str, *, verbose: bool, secret: str | None
+) -> logging.Logger:
+    """Configure the root logger once: the shared file always, stderr only with --verbose."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    fmt = UtcFormatter(f"%(asctime)s %(levelname)s {script} run={run_id} %(message)s")
+    redact = RedactingFilter(secret)
+    if out_dir is not None:
+        file_handler = SharedLogHandler(out_dir / LOG_NAME)
+        file_handler.setFormatter(fmt)
+        file_handler.addFilter(redact)
+        root.addHandler(file_handler)
+    if verbose:
+        err = logging.StreamHandler(sys.stderr)
+        err.setFormatter(fmt)
+        err.addFilter(redact)
+        root.addHandler(err)
+    for noisy in ("urllib3", "requests"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    return root

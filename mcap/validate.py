@@ -1,0 +1,161 @@
+"""Validation gate: nothing is written unless the payload passes (reliability.md §5)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import BadApiData, ShrunkSnapshot
+
+log = logging.getLogger(__name__)
+
+TICKER_NUMBERS = ("circulating_supply", "total_supply", "max_supply", "beta_value")
+TICKER_TEXTS = ("name", "symbol", "first_data_at", "last_updated")
+QUOTE_TEXTS = ("ath_date",)
+GLOBAL_REQUIRED = ("market_cap_usd", "cryptocurrencies_number")
+COIN_TEXTS = ("name", "symbol", "type")
+
+
+@dataclass
+class Validated:
+    rows: list[dict[str, Any]]
+    duplicates_dropped: int
+    duplicate_ids: list[str]
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _numeric_ok(value: Any) -> bool:
+    """Numbers may come as number, null or "" (coinpaprika-api.md §3.4); never as other text."""
+    return value is None or value == "" or _is_number(value)
+
+
+def _fail(what: str, index: int, row: Any, problem: str) -> BadApiData:
+    ident = row.get("id") if isinstance(row, dict) else None
+    return BadApiData(f"{what} row {index} ({ident!r}): {problem}")
+
+
+def _check_rank(what: str, index: int, row: dict[str, Any]) -> None:
+    rank = row.get("rank")
+    if rank is None:
+        return
+    if not _is_number(rank) or rank < 0 or rank != int(rank):
+        raise _fail(what, index, row, f"rank {rank!r} is not a non-negative integer")
+
+
+def _check_texts(what: str, index: int, row: dict[str, Any], keys: tuple[str, ...]) -> None:
+    for key in keys:
+        value = row.get(key)
+        if value is not None and not isinstance(value, str):
+            raise _fail(what, index, row, f"{key} is {type(value).__name__}, expected text")
+
+
+def _dedupe(what: str, payload: Any) -> Validated:
+    """Check list-of-objects-with-id and drop repeated ids (first kept)."""
+    if not isinstance(payload, list):
+        raise BadApiData(f"{what}: expected a JSON array, got {type(payload).__name__}")
+    if not payload:
+        raise BadApiData(f"{what}: the API returned an empty list")
+    rows: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    duplicates: list[str] = []
+    for index, row in enumerate(payload):
+        if not isinstance(row, dict):
+            raise _fail(what, index, row, f"expected an object, got {type(row).__name__}")
+        ident = row.get("id")
+        if not isinstance(ident, str) or not ident.strip():
+            raise _fail(what, index, row, "missing or empty string id")
+        if ident in seen:
+            duplicates.append(ident)
+            continue
+        seen.add(ident)
+        rows.append(row)
+    if duplicates:
+        log.warning(
+            "%s: dropped %d duplicate row(s), e.g. %s", what, len(duplicates), duplicates[:5]
+        )
+    return Validated(rows, len(duplicates), duplicates)
+
+
+def validate_tickers(payload: Any, quotes: tuple[str, ...]) -> Validated:
+    """Check /tickers: shape, ids, numbers; drop duplicate ids.
+
+    Raises:
+        BadApiData: the payload cannot be used; nothing must be written.
+    """
+    result = _dedupe("/tickers", payload)
+    missing = dict.fromkeys(quotes, 0)
+    for index, row in enumerate(result.rows):
+        _check_rank("/tickers", index, row)
+        _check_texts("/tickers", index, row, TICKER_TEXTS)
+        for key in TICKER_NUMBERS:
+            if not _numeric_ok(row.get(key)):
+                raise _fail("/tickers", index, row, f"{key} is {row.get(key)!r}, expected a number")
+        row_quotes = row.get("quotes")
+        if row_quotes is None:
+            row_quotes = {}
+        if not isinstance(row_quotes, dict):
+            raise _fail("/tickers", index, row, "quotes is not an object")
+        for code in quotes:
+            quote = row_quotes.get(code)
+            if quote is None:
+                missing[code] += 1
+                continue
+            if not isinstance(quote, dict):
+                raise _fail("/tickers", index, row, f"quotes.{code} is not an object")
+            for key, value in quote.items():
+                if key in QUOTE_TEXTS:
+                    continue
+                if not _numeric_ok(value):
+                    raise _fail("/tickers", index, row, f"quotes.{code}.{key} is {value!r}")
+    for code, count in missing.items():
+        if count * 2 > len(result.rows):
+            raise BadApiData(
+                f"/tickers: quote {code} missing in {count} of {len(result.rows)} rows"
+            )
+    return result
+
+
+def validate_global(payload: Any) -> dict[str, Any]:
+    """Check /global: an object with a numeric market cap and coin count."""
+    if not isinstance(payload, dict):
+        raise BadApiData(f"/global: expected a JSON object, got {type(payload).__name__}")
+    for key in GLOBAL_REQUIRED:
+        if not _is_number(payload.get(key)):
+            raise BadApiData(f"/global: {key} is {payload.get(key)!r}, expected a number")
+    for key, value in payload.items():
+        if not key.endswith("_date") and not _numeric_ok(value):
+            raise BadApiData(f"/global: {key} is {value!r}, expected a number")
+    return payload
+
+
+def validate_coins(payload: Any) -> Validated:
+    """Check /coins: shape, ids, ranks, texts; drop duplicate ids."""
+    result = _dedupe("/coins", payload)
+    for index, row in enumerate(result.rows):
+        _check_rank("/coins", index, row)
+        _check_texts("/coins", index, row, COIN_TEXTS)
+        active = row.get("is_active")
+        if active is not None and not isinstance(active, bool):
+            raise _fail("/coins", index, row, f"is_active is {active!r}, expected true/false")
+    return result
+
+
+def check_shrink(what: str, new_count: int, previous_count: int | None, accept: bool) -> None:
+    """Refuse a payload with fewer than half the rows of the previous good one (CONTRACT)."""
+    if previous_count and new_count * 2 < previous_count:
+        message = f"{what}: only {new_count} rows, fewer than half of the previous {previous_count}"
+        if not accept:
+            raise ShrunkSnapshot(message)
+        log.warning("%s; accepted because of --accept-shrink", message)
+
+
+def rank_sort_key(row: dict[str, Any]) -> tuple[int, int, str]:
+    """Ranked coins by rank, then unranked (0 or missing), ties by id."""
+    rank = row.get("rank")
+    if not rank:
+        return (1, 0, row["id"])
+    return (0, int(rank), row["id"])
