@@ -8,11 +8,13 @@ import logging
 import math
 import random
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import requests
+import urllib3
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
 from .config import Config
@@ -25,6 +27,7 @@ USER_AGENT = "mcap-collector/0.1 (+https://github.com/; requests)"
 RETRY_AFTER_CAP_S = 120.0
 BACKOFF_CAP_S = 30.0
 ERROR_BODY_LIMIT = 64 * 1024
+BODY_CHUNK = 256 * 1024
 # A free-tier 402 on these endpoints means "monthly quota used up" (coinpaprika-api.md §12.7).
 QUOTA_ENDPOINTS = ("/tickers", "/global", "/coins")
 
@@ -63,7 +66,8 @@ class RequestCounter:
 
 
 def _reject_constant(name: str) -> Any:
-    raise ValueError(f"non-finite number {name} in JSON")
+    # The message avoids the token itself: outputs must never contain it, even in errors.
+    raise ValueError("a non-finite number (not-a-number or infinite) in JSON")
 
 
 def _parse_float(text: str) -> float:
@@ -98,6 +102,27 @@ def parse_json_strict(body: bytes) -> Any:
 
 def _looks_truncated(exc: json.JSONDecodeError) -> bool:
     return exc.pos >= len(exc.doc.rstrip()) - 1
+
+
+def _decode_content(path: str, encoding: str, chunks: list[bytes], complete: bool) -> bytes:
+    """Undo gzip/deflate; a compressed stream that stops early is a cut-off transfer."""
+    data = b"".join(chunks)
+    encoding = encoding.strip().lower()
+    if encoding in ("", "identity"):
+        return data
+    if encoding not in ("gzip", "x-gzip", "deflate"):
+        raise TransientError(f"{path}: unsupported Content-Encoding {encoding!r}")
+    decoder = zlib.decompressobj(zlib.MAX_WBITS | 32)  # gzip or zlib header, auto-detected
+    try:
+        plain = decoder.decompress(data) + decoder.flush()
+    except zlib.error as exc:
+        if encoding != "deflate":
+            raise TransientError(f"{path}: corrupt {encoding} body ({exc})") from exc
+        plain = zlib.decompress(data, -zlib.MAX_WBITS)  # raw deflate, as some servers send
+        return plain
+    if complete and not decoder.eof:
+        raise TransientError(f"{path}: {encoding} body cut off after {len(data)} bytes")
+    return plain
 
 
 def error_text(body: bytes) -> str:
@@ -235,23 +260,34 @@ class ApiClient:
         return self._decode(path, response, body)
 
     def _read_body(self, path: str, response: requests.Response, limit: int | None = None) -> bytes:
-        """Stream the body, checking the run deadline between chunks (a trickle must end)."""
+        """Read the body piecewise, checking the run deadline after every socket read.
+
+        `read1` returns whatever one socket read brings, so a server that trickles bytes
+        cannot hold the run past its deadline (reliability.md §4.1: a read timeout alone
+        does not bound the transfer). Decompression is ours, after the transfer, so a
+        gzip stream cut short is detected instead of silently yielding half a body.
+        """
         chunks: list[bytes] = []
         size = 0
         try:
-            for chunk in response.iter_content(chunk_size=256 * 1024):
+            while True:
+                chunk = response.raw.read1(BODY_CHUNK, decode_content=False)
+                if not chunk:
+                    break
                 chunks.append(chunk)
                 size += len(chunk)
                 self.deadline.check(f"reading {path} ({size} bytes so far)")
                 if limit is not None and size >= limit:
                     break
-        except (requests.ConnectionError, requests.Timeout) as exc:
+        except (urllib3.exceptions.HTTPError, OSError, requests.RequestException) as exc:
             self.deadline.check(f"reading {path}")
-            raise TransientError(f"{type(exc).__name__} while reading {path}") from exc
-        except requests.RequestException as exc:  # ChunkedEncodingError, ContentDecodingError
-            raise TransientError(f"incomplete body for {path} ({type(exc).__name__})") from exc
+            raise TransientError(
+                f"incomplete body for {path} after {size} bytes ({type(exc).__name__})"
+            ) from exc
         self.counter.bytes_received += size
-        return b"".join(chunks)
+        return _decode_content(
+            path, response.headers.get("Content-Encoding", ""), chunks, complete=limit is None
+        )
 
     def _raise_for_status(self, path: str, response: requests.Response) -> None:
         status = response.status_code

@@ -108,6 +108,8 @@ def setup_logging(
         err.setFormatter(fmt)
         err.addFilter(redact)
         root.addHandler(err)
+    if not root.handlers:
+        root.addHandler(logging.NullHandler())  # no log file yet: never Python's stderr fallback
     for noisy in ("urllib3", "requests"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     return root

@@ -1,0 +1,99 @@
+"""Fixtures: a fake CoinPaprika server on 127.0.0.1 and a runner for the real scripts."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.fake_api import FakeCoinPaprika
+
+ROOT = Path(__file__).resolve().parent.parent
+N_TICKERS = 12_000
+N_COINS = 60_000
+# Fast but real retries in tests: two retries keep a 5xx storm under ~10 s.
+FAST = ["--retries", "2", "--timeout", "10"]
+API_KEY = "sk-test-9f8e7d6c5b4a-SECRET"
+PAID_ENV = {"COINPAPRIKA_API_KEY": API_KEY}
+
+
+def run_script(
+    script: str,
+    *args: str,
+    env: dict[str, str] | None = None,
+    timeout: float = 120,
+    cwd: Path | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run one of the four scripts as a user would, with a clean API environment."""
+    base_env = {k: v for k, v in os.environ.items() if not k.startswith("COINPAPRIKA_")}
+    base_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, str(ROOT / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=base_env,
+        cwd=cwd or ROOT,
+    )
+
+
+def tree_digest(directory: Path) -> dict[str, str]:
+    """SHA-256 of every file below directory (lock files excluded: flock never edits them)."""
+    digests = {}
+    for path in sorted(directory.rglob("*")):
+        if path.is_file() and not path.name.endswith(".lock"):
+            digests[str(path.relative_to(directory))] = hashlib.sha256(
+                path.read_bytes()
+            ).hexdigest()
+    return digests
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_bytes().split(b"\n") if line]
+
+
+@pytest.fixture(scope="session")
+def paid_server() -> Iterator[FakeCoinPaprika]:
+    with FakeCoinPaprika(
+        n_tickers=N_TICKERS, n_coins=N_COINS, plan="paid", api_key=API_KEY
+    ) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def free_server() -> Iterator[FakeCoinPaprika]:
+    with FakeCoinPaprika(n_tickers=N_TICKERS, n_coins=N_COINS, plan="free") as server:
+        yield server
+
+
+def _reset(server: FakeCoinPaprika) -> FakeCoinPaprika:
+    server.clear_faults()
+    server.set_ticker_count(N_TICKERS)
+    server.advance(300)  # every test starts from fresh data, unlike the previous test's
+    server.reset_requests()
+    return server
+
+
+@pytest.fixture
+def api(paid_server: FakeCoinPaprika) -> Iterator[FakeCoinPaprika]:
+    """The paid-plan fake (12,000 tickers), with faults and counters reset."""
+    yield _reset(paid_server)
+    paid_server.clear_faults()
+
+
+@pytest.fixture
+def free_api(free_server: FakeCoinPaprika) -> Iterator[FakeCoinPaprika]:
+    """The free-plan fake: at most 2,000 tickers, no circulating_supply."""
+    yield _reset(free_server)
+    free_server.clear_faults()
+
+
+@pytest.fixture
+def out(tmp_path: Path) -> Path:
+    return tmp_path / "data"

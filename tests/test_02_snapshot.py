@@ -1,0 +1,370 @@
+"""End to end: 02_fetch_all_market_caps.py against the fake API, checked against CONTRACT.md."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import API_KEY, FAST, PAID_ENV, read_jsonl, run_script, tree_digest
+
+SCRIPT = "02_fetch_all_market_caps.py"
+LINE_BREAKS = ("\r", "\n", "\x85", "\u2028", "\u2029")
+
+
+def snapshot(api, out: Path, *args: str, env=PAID_ENV, **kw):
+    return run_script(
+        SCRIPT, "--base-url", api.url, "--out-dir", str(out), *FAST, *args, env=env, **kw
+    )
+
+
+def test_snapshot_files_follow_the_contract(api, out):
+    result = snapshot(api, out)
+    assert result.returncode == 0, result.stderr
+    # One /tickers call and one /global call, nothing else.
+    assert api.count("/tickers") == 1 and api.count("/global") == 1 and api.count() == 2
+    doc = json.loads((out / "market_cap_snapshot.json").read_bytes())
+    expected_ids = [t["id"] for t in api.tickers]
+    assert set(doc) >= {
+        "snapshot_id",
+        "collected_at",
+        "source",
+        "quotes",
+        "coin_count",
+        "global",
+        "coins",
+    }
+    assert doc["coin_count"] == len(doc["coins"]) == len(set(expected_ids)) == 12_000
+    assert doc["source"] == api.url and doc["quotes"] == ["USD"]
+    assert doc["collected_at"].endswith("Z")
+    assert doc["snapshot_id"] == doc["collected_at"].replace("-", "").replace(":", "")
+    assert doc["global"]["market_cap_usd"] == api.global_data["market_cap_usd"]
+    ids = [c["id"] for c in doc["coins"]]
+    assert len(ids) == len(set(ids))
+    ranks = [c["rank"] for c in doc["coins"]]
+    ranked = [r for r in ranks if r]
+    assert ranked == sorted(ranked) and ranks[: len(ranked)] == ranked  # unranked at the end
+    unranked = [c["id"] for c in doc["coins"] if not c["rank"]]
+    assert unranked == sorted(unranked) and unranked
+    # Ticker objects as the API gives them.
+    by_id = {t["id"]: t for t in api.tickers}
+    btc = next(c for c in doc["coins"] if c["id"] == "btc-bitcoin")
+    assert btc == by_id["btc-bitcoin"]
+
+    lines = (out / "market_cap_snapshot.jsonl").read_bytes().split(b"\n")
+    assert lines[-1] == b"" and len(lines) - 1 == doc["coin_count"]
+    first = json.loads(lines[0])
+    assert first["collected_at"] == doc["collected_at"] and first["id"] == ids[0]
+    assert [json.loads(x)["id"] for x in lines[:-1]] == ids
+
+    raw_csv = (out / "market_cap_snapshot.csv").read_bytes()
+    assert raw_csv.count(b"\n") == doc["coin_count"] + 1
+    rows = list(csv.reader(io.StringIO(raw_csv.decode("utf-8"), newline="")))
+    assert rows[0] == [
+        "collected_at",
+        "id",
+        "name",
+        "symbol",
+        "rank",
+        "price_usd",
+        "market_cap_usd",
+        "volume_24h_usd",
+        "percent_change_1h_usd",
+        "percent_change_24h_usd",
+        "percent_change_7d_usd",
+        "circulating_supply",
+        "total_supply",
+        "max_supply",
+        "last_updated",
+    ]
+    assert [r[1].lstrip("'") for r in rows[1:]][:50] == ids[:50]
+    for row in rows[1:]:
+        for cell in row[1:4]:
+            assert not any(ch in cell for ch in LINE_BREAKS)
+            assert not cell.startswith(("=", "+", "-", "@", "\t", "\r"))
+    btc_row = next(r for r in rows if r[1] == "btc-bitcoin")
+    usd = by_id["btc-bitcoin"]["quotes"]["USD"]
+    assert btc_row[6] == str(usd["market_cap"])  # ints stay ints
+    assert float(btc_row[5]) == usd["price"]
+
+    history = read_jsonl(out / "history" / "market_cap_history.jsonl")
+    assert len(history) == 12_000 and {h["ts"] for h in history} == {doc["collected_at"]}
+    assert {"ts", "id", "rank", "price_usd", "market_cap_usd", "volume_24h_usd"} <= set(history[0])
+    entries = read_jsonl(out / "history" / "snapshots.jsonl")
+    assert len(entries) == 1
+    entry = entries[0]
+    assert entry["ts"] == doc["collected_at"] and entry["coin_count"] == 12_000
+    assert entry["expected_count"] == api.global_data["cryptocurrencies_number"]
+    assert entry["requests"] == 2 and entry["market_cap_usd"] == doc["global"]["market_cap_usd"]
+    assert {"appeared", "disappeared", "appeared_ids", "disappeared_ids"} <= set(entry)
+
+    stats = json.loads((out / "latest_stats.json").read_bytes())
+    assert stats["status"] == "ok" and stats["exit_code"] == 0 and stats["error"] is None
+    assert stats["coin_count"] == 12_000 and stats["requests_made"] == 2
+    assert stats["retries"] == 0 and stats["requests_this_month"] == 2
+    ledger = json.loads((out / "request_ledger.json").read_bytes())
+    assert ledger["month_requests"] == 2
+    log = (out / "collection.log").read_text()
+    assert "run end status=ok" in log and log.split(" ", 1)[0].endswith("Z")
+    # Summary on stdout: counts, expected, top coins, global cap.
+    assert "12,000 coins received" in result.stdout and "Bitcoin" in result.stdout
+    assert "Global market cap" in result.stdout
+
+
+def test_nasty_text_is_flattened_and_defused_in_csv(api, out):
+    assert snapshot(api, out).returncode == 0
+    rows = list(
+        csv.reader(
+            io.StringIO((out / "market_cap_snapshot.csv").read_text(encoding="utf-8"), newline="")
+        )
+    )
+    by_id = {r[1].lstrip("'"): r for r in rows[1:]}
+    nasty = [t for t in api.tickers if any(b in (t["name"] or "") for b in LINE_BREAKS)]
+    formula = [t for t in api.tickers if (t["name"] or "").startswith(("=", "+", "-", "@", "\t"))]
+    assert nasty and formula
+    for ticker in nasty:
+        name = by_id[ticker["id"]][2]
+        assert not any(b in name for b in LINE_BREAKS)
+    for ticker in formula:
+        assert by_id[ticker["id"]][2].startswith("'")
+    # JSON keeps the API's text exactly.
+    doc = json.loads((out / "market_cap_snapshot.json").read_bytes())
+    coins = {c["id"]: c for c in doc["coins"]}
+    for ticker in nasty + formula:
+        assert coins[ticker["id"]]["name"] == ticker["name"]
+
+
+def test_free_plan_reports_expected_2000_and_has_no_supply(free_api, out):
+    result = snapshot(free_api, out, env=None)
+    assert result.returncode == 0, result.stderr
+    doc = json.loads((out / "market_cap_snapshot.json").read_bytes())
+    assert doc["coin_count"] == 2_000
+    assert all("circulating_supply" not in c for c in doc["coins"])
+    stats = json.loads((out / "latest_stats.json").read_bytes())
+    assert stats["expected_count"] == 2_000 and stats["plan"] == "free"
+    history = read_jsonl(out / "history" / "market_cap_history.jsonl")
+    assert all("circulating_supply" not in row for row in history)
+    assert "Authorization" not in {h.title() for h in free_api.requests[0]["headers"]}
+
+
+def test_api_key_is_sent_bare_and_never_written(api, out):
+    assert snapshot(api, out, "--verbose").returncode == 0
+    assert api.requests[0]["headers"]["authorization"] == API_KEY
+    for path in out.rglob("*"):
+        if path.is_file():
+            assert API_KEY.encode() not in path.read_bytes(), path
+
+
+def test_three_quotes_make_columns_and_history_fields(api, out):
+    result = snapshot(api, out, "--quotes", "usd,EUR,btc")
+    assert result.returncode == 0, result.stderr
+    assert api.requests[0]["query"]["quotes"] == "USD,EUR,BTC"
+    header = (out / "market_cap_snapshot.csv").read_text().split("\r\n")[0].split(",")
+    assert "market_cap_eur" in header and "price_btc" in header
+    row = read_jsonl(out / "history" / "market_cap_history.jsonl")[0]
+    assert {"price_usd", "price_eur", "price_btc", "market_cap_eur"} <= set(row)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--quotes", "USD,EUR,BTC,ETH"],
+        ["--quotes", "XYZ"],
+        ["--base-url", "ftp://x"],
+        ["--nope"],
+        ["--deadline", "-1"],
+    ],
+)
+def test_bad_command_line_exits_2(api, out, args):
+    result = run_script(SCRIPT, "--out-dir", str(out), *args)
+    assert result.returncode == 2
+    assert api.count() == 0 and not out.exists()
+
+
+def test_429_then_ok_succeeds_with_retries_counted(api, out):
+    api.add_fault("/tickers", "status", status=429, times=2)
+    result = snapshot(api, out)
+    assert result.returncode == 0, result.stderr
+    stats = json.loads((out / "latest_stats.json").read_bytes())
+    assert stats["requests_made"] == 4 and stats["retries"] == 2
+    assert json.loads((out / "request_ledger.json").read_bytes())["month_requests"] == 4
+    assert "retrying" in (out / "collection.log").read_text()
+
+
+def test_persistent_5xx_exits_69_and_keeps_previous_files(api, out):
+    assert snapshot(api, out).returncode == 0
+    before = {
+        k: v
+        for k, v in tree_digest(out).items()
+        if not k.startswith(("latest_stats", "request_ledger", "collection.log"))
+    }
+    api.advance(300)
+    api.reset_requests()
+    api.add_fault("/tickers", "status", status=503, times=-1)
+    result = snapshot(api, out)
+    assert result.returncode == 69
+    assert api.count("/tickers") == 3  # 1 + --retries 2
+    assert len(result.stderr.strip().splitlines()) == 1 and "503" in result.stderr
+    after = tree_digest(out)
+    assert {k: after[k] for k in before} == before
+    stats = json.loads((out / "latest_stats.json").read_bytes())
+    assert stats["status"] == "failed" and stats["exit_code"] == 69 and "503" in stats["error"]
+
+
+def test_html_with_200_exits_65_and_is_quarantined(api, out):
+    api.add_fault("/tickers", "html200")
+    result = snapshot(api, out)
+    assert result.returncode == 65
+    assert api.count("/tickers") == 1
+    assert "HTML" in result.stderr
+    assert not (out / "market_cap_snapshot.json").exists()
+    assert list((out / "rejected").glob("*tickers*.json"))
+
+
+def test_403_exits_78_after_exactly_one_request(api, out):
+    api.add_fault("/tickers", "status", status=403)
+    result = snapshot(api, out)
+    assert result.returncode == 78
+    assert api.count() == 1
+    assert "403" in result.stderr and "invalid api key" in result.stderr
+
+
+@pytest.mark.parametrize("kind", ["nan", "infinity", "bignum"])
+def test_non_finite_numbers_exit_65_and_never_reach_disk(api, out, kind):
+    assert snapshot(api, out).returncode == 0
+    before = (out / "market_cap_snapshot.json").read_bytes()
+    api.advance(300)
+    api.add_fault("/tickers", kind)
+    result = snapshot(api, out)
+    assert result.returncode == 65, result.stderr
+    assert (out / "market_cap_snapshot.json").read_bytes() == before
+    for path in out.rglob("*"):
+        if path.is_file() and "rejected" not in path.parts:
+            data = path.read_bytes()
+            assert b"NaN" not in data and b"Infinity" not in data, path
+
+
+def test_hanging_server_ends_within_the_deadline(api, out):
+    api.add_fault("/tickers", "hang", times=-1, seconds=60)
+    started = time.monotonic()
+    result = run_script(
+        SCRIPT,
+        "--base-url",
+        api.url,
+        "--out-dir",
+        str(out),
+        "--timeout",
+        "2",
+        "--deadline",
+        "6",
+        env=PAID_ENV,
+    )
+    elapsed = time.monotonic() - started
+    assert result.returncode == 69
+    assert elapsed < 15
+
+
+def test_trickling_body_is_stopped_by_the_deadline(api, out):
+    api.add_fault("/tickers", "trickle", times=-1, seconds=60, interval=0.2)
+    started = time.monotonic()
+    result = run_script(
+        SCRIPT,
+        "--base-url",
+        api.url,
+        "--out-dir",
+        str(out),
+        "--timeout",
+        "5",
+        "--deadline",
+        "4",
+        env=PAID_ENV,
+    )
+    assert result.returncode == 69
+    assert time.monotonic() - started < 12
+    assert "deadline" in result.stderr
+
+
+@pytest.mark.parametrize("kind", ["truncated", "truncated_json", "gzip_truncated", "reset"])
+def test_cut_off_transfers_are_retried(api, out, kind):
+    api.add_fault("/tickers", kind)
+    result = snapshot(api, out)
+    assert result.returncode == 0, result.stderr
+    assert api.count("/tickers") == 2
+    assert json.loads((out / "market_cap_snapshot.json").read_bytes())["coin_count"] == 12_000
+
+
+def test_duplicate_rows_are_dropped_and_reported(api, out):
+    api.add_fault("/tickers", "duplicate_rows")
+    result = snapshot(api, out)
+    assert result.returncode == 0, result.stderr
+    doc = json.loads((out / "market_cap_snapshot.json").read_bytes())
+    assert doc["coin_count"] == 12_000 == len({c["id"] for c in doc["coins"]})
+    stats = json.loads((out / "latest_stats.json").read_bytes())
+    assert stats["duplicates_dropped"] > 0
+    assert "duplicate" in result.stdout
+
+
+def test_paging_parameters_are_never_sent(api, out):
+    assert snapshot(api, out).returncode == 0
+    for request in api.requests:
+        assert not {"page", "limit"} & set(request["query"])
+
+
+def test_unwritable_output_directory_exits_73_without_requests(api, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    result = snapshot(api, blocker / "data")
+    assert result.returncode == 73
+    assert api.count() == 0
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_empty_list_exits_65(api, out):
+    api.add_fault("/tickers", "body", body="[]")
+    assert snapshot(api, out).returncode == 65
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '[{"name": "no id"}]',
+        '{"error": "x"}',
+        '[{"id": "a", "quotes": {"USD": {"price": "12.5"}}}]',
+        '[{"id": "a", "id": "b"}]',
+    ],
+)
+def test_wrong_shapes_exit_65(api, out, body):
+    api.add_fault("/tickers", "body", body=body)
+    result = snapshot(api, out)
+    assert result.returncode == 65, result.stderr
+    assert api.count("/tickers") == 1
+
+
+def test_400_404_exit_65_without_retry(api, out):
+    api.add_fault("/tickers", "status", status=400)
+    assert snapshot(api, out).returncode == 65
+    api.add_fault("/global", "status", status=404)
+    assert snapshot(api, out).returncode == 65
+    assert api.count() == 3
+
+
+def test_runs_in_cwd_without_out_dir(api, tmp_path):
+    result = run_script(SCRIPT, "--base-url", api.url, *FAST, env=PAID_ENV, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "market_cap_snapshot.json").exists()
+
+
+def test_quiet_prints_nothing(api, out):
+    result = snapshot(api, out, "--quiet")
+    assert result.returncode == 0 and result.stdout == "" and result.stderr == ""
+
+
+def test_base_url_from_environment(api, out):
+    env = {**PAID_ENV, "COINPAPRIKA_BASE_URL": api.url}
+    result = run_script(SCRIPT, "--out-dir", str(out), *FAST, env=env)
+    assert result.returncode == 0, result.stderr
+    assert api.count() == 2
