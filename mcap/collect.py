@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import FREE_PLAN_TICKER_CAP, Config
-from .errors import CollectorError, ExitCode
+from .errors import BadApiData, CollectorError, ExitCode, Interrupted
 from .fsio import commit_temp, discard_temp, write_temp
 from .history import Commit, HistoryStore
 from .ledger import RequestLedger, next_month_start, parse_iso
@@ -23,6 +23,7 @@ from .runner import (
     fetch_and_quarantine,
     is_production,
     prepare_out_dir,
+    quarantine,
     run_lock,
 )
 from .snapshot import (
@@ -83,6 +84,8 @@ def collect_snapshot(ctx: RunContext) -> int:
     with run_lock(ctx):
         try:
             return _collect_locked(ctx)
+        except Interrupted:
+            raise  # a stopped run leaves every file as before it (CONTRACT 130/143)
         except Exception as exc:
             if is_production(ctx):
                 record_failed_run(ctx, exc)
@@ -117,6 +120,7 @@ def _collect_locked(ctx: RunContext) -> int:
                 client.get_json("/tickers", {"quotes": ",".join(config.quotes)}), config.quotes
             ),
         )
+        tickers_body = client.last_body
         ctx.say(f"  {len(tickers.rows):,} coins received; fetching /global …")
         global_data = fetch_and_quarantine(
             ctx, client, lambda: validate_global(client.get_json("/global"))
@@ -127,7 +131,11 @@ def _collect_locked(ctx: RunContext) -> int:
     stats.coin_count = len(coins)
     stats.expected_count = expected_coin_count(config, global_data)
     stats.duplicates_dropped = tickers.duplicates_dropped
-    check_shrink("/tickers", len(coins), state["last_coin_count"], config.accept_shrink)
+    try:
+        check_shrink("/tickers", len(coins), state["last_coin_count"], config.accept_shrink)
+    except BadApiData:
+        quarantine(config.out_dir, tickers_body)
+        raise
     return _commit_snapshot(ctx, store, state, coins, global_data, ledger)
 
 

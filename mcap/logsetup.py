@@ -57,6 +57,7 @@ class SharedLogHandler(logging.Handler):
         super().__init__()
         self.path = path
         self.lock_path = path.with_name(f".{path.name}.lock")
+        self.failure: str | None = None
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -72,8 +73,9 @@ class SharedLogHandler(logging.Handler):
                     os.close(fd)
             finally:
                 os.close(lock_fd)
-        except Exception:  # noqa: BLE001 - logging must never kill a run
-            self.handleError(record)
+        except OSError as exc:
+            # Logging must never kill a run; the runner reports the first failure once.
+            self.failure = self.failure or f"cannot write {self.path.name}: {exc.strerror}"
 
     def _rotate_if_large(self) -> None:
         try:
@@ -86,6 +88,14 @@ class SharedLogHandler(logging.Handler):
             if older.exists():
                 os.replace(older, self.path.with_name(f"{self.path.name}.{index + 1}"))
         os.replace(self.path, self.path.with_name(f"{self.path.name}.1"))
+
+
+def log_failure() -> str | None:
+    """The first error the shared log file hit in this process, if any."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, SharedLogHandler) and handler.failure:
+            return handler.failure
+    return None
 
 
 def setup_logging(

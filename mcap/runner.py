@@ -29,7 +29,7 @@ from .fsio import (
 )
 from .history import HistoryStore
 from .ledger import LEDGER_NAME, RequestLedger
-from .logsetup import setup_logging, utc_iso
+from .logsetup import log_failure, setup_logging, utc_iso
 
 log = logging.getLogger(__name__)
 
@@ -167,6 +167,8 @@ class RunContext:
                 stats.blocked_until = ledger.get("blocked_until")
         if self.past_lock and self.writes_stats:
             code = self._write_stats(code)
+        if code == ExitCode.OK and log_failure():
+            print(f"{self.config.script}: warning: {log_failure()}", file=sys.stderr)
         if self.logging_ready:
             log.info(
                 "run end status=%s exit=%d coins=%s requests=%d retries=%d duration=%.2fs%s",

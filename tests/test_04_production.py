@@ -1,0 +1,362 @@
+"""End to end: 04_production_collector.py — lock, deadline, signals, kills, disks, cron, health."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from mcap.history import HistoryStore, check_history
+from tests.conftest import FAST, N_TICKERS, PAID_ENV, ROOT, read_jsonl, run_script, tree_digest
+
+SCRIPT = "04_production_collector.py"
+
+
+def args_for(api, out: Path, *extra: str) -> list[str]:
+    return ["--base-url", api.url, "--out-dir", str(out), "--min-interval", "0", *FAST, *extra]
+
+
+def collect(api, out: Path, *extra: str, env: dict | None = None, **kw):
+    return run_script(SCRIPT, *args_for(api, out, *extra), env={**PAID_ENV, **(env or {})}, **kw)
+
+
+def popen(api, out: Path, *extra: str, env: dict | None = None) -> subprocess.Popen:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("COINPAPRIKA_")}
+    full_env.update(PAID_ENV)
+    full_env.update(env or {})
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / SCRIPT), *args_for(api, out, *extra)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=full_env,
+    )
+
+
+def wait_for_request(api, path: str, timeout: float = 20) -> None:
+    end = time.monotonic() + timeout
+    while api.count(path) == 0:
+        assert time.monotonic() < end, f"no request to {path}"
+        time.sleep(0.05)
+
+
+def next_second() -> None:
+    time.sleep(1.05)
+
+
+def assert_history_ok(out: Path) -> None:
+    report = check_history(out, 30)
+    assert report.ok, report.problems
+
+
+def test_second_run_while_first_is_active_exits_75_fast_and_touches_nothing(api, out):
+    assert collect(api, out).returncode == 0
+    api.advance(300)
+    api.reset_requests()
+    api.add_fault("/tickers", "hang", seconds=30)
+    first = popen(api, out)
+    try:
+        wait_for_request(api, "/tickers")
+        before = tree_digest(out)
+        started = time.monotonic()
+        second = collect(api, out)
+        assert second.returncode == 75
+        assert time.monotonic() - started < 5
+        assert "previous run still active" in second.stderr
+        after = tree_digest(out)
+        changed = {k for k in set(before) | set(after) if before.get(k) != after.get(k)}
+        assert changed == {"collection.log"}, changed
+        assert api.count("/tickers") == 1
+    finally:
+        first.kill()
+        first.wait()
+    # A killed holder frees the lock at once; the lock file is never deleted.
+    assert (out / ".collector.lock").exists()
+    api.clear_faults()
+    third = collect(api, out)
+    assert third.returncode == 0, third.stderr
+    assert_history_ok(out)
+
+
+@pytest.mark.parametrize(
+    "point",
+    ["history.mid_append", "history.before_commit", "snapshots.mid_append", "history.after_commit"],
+)
+def test_kill_during_commit_then_next_run_recovers(api, out, point):
+    assert collect(api, out).returncode == 0
+    api.advance(300)
+    next_second()
+    killed = collect(api, out, env={**PAID_ENV, "COLLECTOR_CRASH_AT": point})
+    assert killed.returncode == -signal.SIGKILL
+    for name in ("market_cap_snapshot.json", "latest_stats.json", "request_ledger.json"):
+        json.loads((out / name).read_bytes())  # every file still parses
+    api.advance(300)
+    next_second()
+    recovered = collect(api, out)
+    assert recovered.returncode == 0, recovered.stderr
+    assert_history_ok(out)
+    entries = read_jsonl(out / "history" / "snapshots.jsonl")
+    committed_by_kill = point == "history.after_commit"
+    assert len(entries) == (3 if committed_by_kill else 2)
+    rows = read_jsonl(out / "history" / "market_cap_history.jsonl")
+    assert len(rows) == len(entries) * N_TICKERS
+    cut_files = list((out / "history").glob("*.cut-*"))
+    assert bool(cut_files) == (
+        point in ("history.mid_append", "history.before_commit", "snapshots.mid_append")
+    )
+    assert not list(out.rglob("*.tmp"))
+
+
+def test_kill_at_random_moments_never_breaks_files(api, out):
+    assert collect(api, out).returncode == 0
+    for delay in (0.3, 0.6, 0.9, 1.2):
+        api.advance(300)
+        next_second()
+        proc = popen(api, out)
+        time.sleep(delay)
+        proc.kill()
+        proc.wait()
+        json.loads((out / "market_cap_snapshot.json").read_bytes())
+    api.advance(300)
+    next_second()
+    assert collect(api, out).returncode == 0
+    assert_history_ok(out)
+
+
+def test_sigterm_stops_cleanly(api, out):
+    assert collect(api, out).returncode == 0
+    before = tree_digest(out / "history")
+    snapshot_before = (out / "market_cap_snapshot.json").read_bytes()
+    api.advance(300)
+    api.reset_requests()
+    api.add_fault("/tickers", "trickle", seconds=30, interval=0.1)
+    proc = popen(api, out)
+    wait_for_request(api, "/tickers")
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=10)
+    assert proc.returncode == 143
+    assert "SIGTERM" in stderr
+    assert tree_digest(out / "history") == before
+    assert (out / "market_cap_snapshot.json").read_bytes() == snapshot_before
+    stats = json.loads((out / "latest_stats.json").read_bytes())
+    assert stats["status"] == "failed" and stats["exit_code"] == 143
+    assert not list(out.rglob("*.tmp"))
+    assert "run end status=failed exit=143" in (out / "collection.log").read_text()
+
+
+def test_deadline_bounds_a_429_storm(api, out):
+    api.add_fault("/tickers", "status", status=429, times=-1, retry_after="3600")
+    started = time.monotonic()
+    result = run_script(
+        SCRIPT,
+        "--base-url",
+        api.url,
+        "--out-dir",
+        str(out),
+        "--deadline",
+        "5",
+        "--retries",
+        "10",
+        env=PAID_ENV,
+    )
+    assert result.returncode == 69
+    assert time.monotonic() - started < 10
+    assert api.count("/tickers") == 1  # a one-hour Retry-After cannot fit a 5 s deadline
+
+
+def test_cron_like_environment_writes_only_to_out_dir(free_api, tmp_path):
+    api = free_api
+    home = tmp_path / "home"
+    home.mkdir()
+    out = tmp_path / "data"
+    uv_dir = os.path.dirname(sys.executable)
+    command = (
+        f"cd / && {sys.executable} {ROOT / SCRIPT} --base-url {api.url} --out-dir {out} --quiet"
+    )
+    result = subprocess.run(
+        ["env", "-i", f"HOME={home}", f"PATH=/usr/bin:/bin:{uv_dir}", "sh", "-c", command],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == ""
+    assert (out / "market_cap_snapshot.json").exists()
+    assert list(home.iterdir()) == []
+
+
+def test_shrink_to_300_is_rejected_and_old_snapshot_kept(api, out):
+    assert collect(api, out).returncode == 0
+    before = tree_digest(out / "history")
+    snapshot_before = (out / "market_cap_snapshot.csv").read_bytes()
+    api.set_ticker_count(300)
+    api.advance(300)
+    result = collect(api, out)
+    assert result.returncode == 65
+    assert (out / "market_cap_snapshot.csv").read_bytes() == snapshot_before
+    after = tree_digest(out / "history")
+    assert {k: v for k, v in after.items() if k != "gaps.jsonl"} == before
+    gaps = read_jsonl(out / "history" / "gaps.jsonl")
+    assert gaps[-1]["type"] == "failed_run" and gaps[-1]["exit_code"] == 65
+    assert list((out / "rejected").iterdir())
+
+
+def _tmpfs(path: Path, size: str) -> bool:
+    path.mkdir(parents=True, exist_ok=True)
+    if shutil.which("mount") is None or os.geteuid() != 0:
+        return False
+    return (
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True
+        ).returncode
+        == 0
+    )
+
+
+def test_full_disk_exits_74_and_keeps_old_files(api, tmp_path):
+    mount = tmp_path / "small"
+    if not _tmpfs(mount, "64m"):
+        pytest.skip("needs root and tmpfs to simulate a full disk")
+    try:
+        out = mount / "data"
+        assert collect(api, out).returncode == 0
+        before = tree_digest(out)
+        filler = mount / "filler"
+        with open(filler, "wb") as handle:  # leave ~3 MB: less than a new snapshot needs
+            free = shutil.disk_usage(mount).free
+            handle.write(b"\0" * max(0, free - 3_000_000))
+        api.advance(300)
+        next_second()
+        result = collect(api, out)
+        assert result.returncode == 74, result.stderr
+        assert "disk full" in result.stderr or "No space" in result.stderr
+        after = tree_digest(out)
+        for name, digest in before.items():
+            if name.startswith(("market_cap_snapshot", "history/")):
+                assert after.get(name) == digest, name
+        assert not list(out.rglob("*.tmp"))
+        filler.unlink()
+        api.advance(300)
+        next_second()
+        assert collect(api, out).returncode == 0
+        assert_history_ok(out)
+    finally:
+        subprocess.run(["umount", str(mount)], check=False)
+
+
+def test_read_only_output_exits_73_without_requests(api, tmp_path):
+    mount = tmp_path / "ro"
+    if not _tmpfs(mount, "40m"):
+        pytest.skip("needs root and tmpfs to simulate a read-only filesystem")
+    try:
+        out = mount / "data"
+        assert collect(api, out).returncode == 0
+        before = tree_digest(out)
+        subprocess.run(["mount", "-o", "remount,ro", str(mount)], check=True)
+        api.reset_requests()
+        api.advance(300)
+        result = collect(api, out)
+        assert result.returncode == 73, result.stderr
+        assert api.count() == 0
+        assert len(result.stderr.strip().splitlines()) == 1
+        assert tree_digest(out) == before
+    finally:
+        subprocess.run(["umount", str(mount)], check=False)
+
+
+def test_concurrent_history_commits_are_serialised(tmp_path):
+    code = """
+import sys
+from pathlib import Path
+from mcap.history import Commit, HistoryStore
+out, ts = Path(sys.argv[1]), sys.argv[2]
+rows = b"".join(b'{"ts":"%s","id":"c%d","rank":%d}\\n' % (ts.encode(), i, i) for i in range(20000))
+summary = {"ts": ts, "snapshot_id": ts, "coin_count": 20000}
+HistoryStore(out).commit(Commit(ts, ts, rows, 20000, {}, summary))
+"""
+    stamps = [f"2026-11-25T10:{m:02d}:00Z" for m in range(0, 60, 10)]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, str(tmp_path), ts], cwd=ROOT) for ts in stamps
+    ]
+    assert all(p.wait(timeout=60) == 0 for p in procs)
+    rows = read_jsonl(tmp_path / "history" / "market_cap_history.jsonl")
+    entries = read_jsonl(tmp_path / "history" / "snapshots.jsonl")
+    # Each commit is whole; commits older than the newest committed one are refused, never torn.
+    committed = [e["ts"] for e in entries]
+    assert committed == sorted(committed) and len(committed) >= 1
+    assert len(rows) == 20_000 * len(committed)
+    assert_history_ok(tmp_path)
+
+
+def test_status_and_check_history(api, out):
+    unhealthy = run_script(SCRIPT, "--out-dir", str(out), "--status")
+    assert unhealthy.returncode == 1 and "UNHEALTHY" in unhealthy.stdout
+    assert collect(api, out).returncode == 0
+    status = run_script(SCRIPT, "--out-dir", str(out), "--status")
+    assert "Last good snapshot" in status.stdout and "Requests this month" in status.stdout
+    check = run_script(SCRIPT, "--out-dir", str(out), "--check-history")
+    assert check.returncode == 0 and "Check: OK" in check.stdout
+    # Double a snapshot behind the collector's back: the checker must notice.
+    history = out / "history" / "market_cap_history.jsonl"
+    data = history.read_bytes()
+    state_path = out / "history" / ".state.json"
+    state = json.loads(state_path.read_bytes())
+    history.write_bytes(data + data)
+    state["history_size"] = len(data) * 2
+    state_path.write_text(json.dumps(state))
+    doubled = run_script(SCRIPT, "--out-dir", str(out), "--check-history")
+    assert doubled.returncode == 65
+    assert "twice" in doubled.stdout
+
+
+def test_month_rotation_keeps_every_row_exactly_once(api, out):
+    for _ in range(3):
+        api.advance(300)
+        assert collect(api, out).returncode == 0
+        next_second()
+    store = HistoryStore(out)
+    rows_before = (out / "history" / "market_cap_history.jsonl").read_bytes()
+    current = time.strftime("%Y-%m", time.gmtime())
+    # Pretend a month has passed: every stored row is now in a closed month.
+    months = store.compact_closed_months(now=time.time() + 40 * 86400)
+    assert months == [current]
+    archive = out / "history" / f"market_cap_history-{current}.jsonl.gz"
+    import gzip
+
+    assert gzip.decompress(archive.read_bytes()) == rows_before
+    assert (out / "history" / "market_cap_history.jsonl").read_bytes() == b""
+    assert store.compact_closed_months(now=time.time() + 40 * 86400) == []  # exactly once
+    api.advance(300)
+    assert collect(api, out).returncode == 0
+    report = check_history(out, 30)
+    assert report.ok, report.problems
+    assert report.rows == 4 * N_TICKERS and report.snapshots == 4
+
+
+def test_interrupted_compaction_is_finished_by_the_next_run(api, out):
+    for _ in range(2):
+        api.advance(300)
+        assert collect(api, out).returncode == 0
+        next_second()
+    code = """
+import sys, time
+from pathlib import Path
+from mcap.history import HistoryStore
+HistoryStore(Path(sys.argv[1])).compact_closed_months(now=time.time() + 40 * 86400)
+"""
+    env = {**os.environ, "COLLECTOR_CRASH_AT": "compaction.before_replace"}
+    proc = subprocess.run([sys.executable, "-c", code, str(out)], cwd=ROOT, env=env)
+    assert proc.returncode == -signal.SIGKILL
+    api.advance(300)
+    assert collect(api, out).returncode == 0  # repair finishes the compaction first
+    report = check_history(out, 30)
+    assert report.ok, report.problems
+    assert report.rows == 3 * N_TICKERS
