@@ -101,7 +101,8 @@ def parse_json_strict(body: bytes) -> Any:
 
 
 def _looks_truncated(exc: json.JSONDecodeError) -> bool:
-    return exc.pos >= len(exc.doc.rstrip()) - 1
+    """The parser ran out of input (a cut-off body), rather than meeting a wrong byte."""
+    return exc.msg.startswith("Unterminated string") or exc.pos >= len(exc.doc.rstrip()) - 1
 
 
 def _decode_content(path: str, encoding: str, chunks: list[bytes], complete: bool) -> bytes:

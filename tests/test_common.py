@@ -1,0 +1,414 @@
+"""Unit tests for the library behind the scripts (writers, parsing, retry policy, history)."""
+
+from __future__ import annotations
+
+import csv
+import errno
+import io
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mcap.api import ApiClient, Deadline, fetch_paginated, parse_json_strict
+from mcap.collect import budget_plan
+from mcap.config import SCRIPT_FREE_TIER, Config
+from mcap.errors import (
+    ApiUnavailable,
+    AuthOrPlanError,
+    BadApiData,
+    BudgetExceeded,
+    QuotaBlocked,
+    ShrunkSnapshot,
+)
+from mcap.fsio import atomic_write_bytes, remove_orphan_temps
+from mcap.history import Commit, HistoryDamaged, HistoryStore, check_history
+from mcap.ledger import RequestLedger, parse_iso
+from mcap.snapshot import csv_bytes, history_bytes, safe_text_cell
+from mcap.validate import check_shrink, rank_sort_key, validate_global, validate_tickers
+from tests.conftest import ROOT, read_jsonl
+
+# --- CSV and text cells ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "cell"),
+    [
+        ("Bitcoin", "Bitcoin"),
+        ("a\r\nb", "a b"),
+        ("a\nb\rc\x85d\u2028e\u2029f", "a b c d e f"),
+        ('=HYPERLINK("x")', '\'=HYPERLINK("x")'),
+        ("+1", "'+1"),
+        ("-2", "'-2"),
+        ("@cmd", "'@cmd"),
+        ("\tx", "'\tx"),
+        ("\r=1", "' =1"),
+        ("Ŝtar ⭐", "Ŝtar ⭐"),
+        (None, ""),
+    ],
+)
+def test_safe_text_cell(raw, cell):
+    assert safe_text_cell(raw) == cell
+
+
+def test_csv_round_trips_and_counts_lines():
+    coins = [
+        {
+            "id": "a-a",
+            "name": 'Comma, "quote"\nnewline',
+            "symbol": "=A",
+            "rank": 1,
+            "quotes": {
+                "USD": {
+                    "price": 4.817e-05,
+                    "market_cap": 1342499821338,
+                    "volume_24h": None,
+                    "percent_change_1h": "",
+                    "percent_change_24h": -1.5,
+                }
+            },
+            "total_supply": 0,
+            "max_supply": None,
+            "last_updated": "2026-11-25T12:00:00Z",
+        },
+        {"id": "b-b", "name": None, "symbol": "B", "rank": 0, "quotes": {}},
+    ]
+    data = csv_bytes(coins, ("USD",), "2026-11-25T12:00:00Z")
+    assert data.count(b"\n") == 3
+    rows = list(csv.reader(io.StringIO(data.decode(), newline="")))
+    assert rows[1][2] == 'Comma, "quote" newline' and rows[1][3] == "'=A"
+    assert rows[1][5] == "4.817e-05" and rows[1][6] == "1342499821338"
+    assert rows[1][7] == "" and rows[1][8] == "" and rows[1][9] == "-1.5"
+    assert rows[2][2] == "" and rows[2][5:11] == [""] * 6
+
+
+def test_history_rows_are_compact():
+    coin = {
+        "id": "btc-bitcoin",
+        "rank": 1,
+        "circulating_supply": 19912437,
+        "quotes": {
+            "USD": {
+                "price": 67418.99,
+                "market_cap": 1342499821338,
+                "volume_24h": 31802110452.93,
+                "percent_change_24h": 1.05,
+            }
+        },
+    }
+    line = history_bytes([coin], "2026-11-25T12:00:00Z", ("USD",))
+    row = json.loads(line)
+    assert row["ts"] == "2026-11-25T12:00:00Z" and row["market_cap_usd"] == 1342499821338
+    assert row["circulating_supply"] == 19912437 and len(line) <= 250
+    assert line.startswith(b'{"ts":"2026-11')
+
+
+# --- strict JSON and validation ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"a": NaN}',
+        b'{"a": Infinity}',
+        b'{"a": -Infinity}',
+        b'{"a": 1e400}',
+        b'{"a": 1, "a": 2}',
+        b'{"a": ' + b"9" * 5000 + b"}",
+    ],
+)
+def test_strict_json_rejects_what_jq_would_mangle(body):
+    with pytest.raises(ValueError):
+        parse_json_strict(body)
+
+
+def ticker(ident: str, rank: int | None = 1, **quote) -> dict:
+    return {
+        "id": ident,
+        "name": ident,
+        "symbol": "X",
+        "rank": rank,
+        "quotes": {"USD": {"price": 1.0, **quote}},
+    }
+
+
+def test_validate_tickers_accepts_null_empty_and_drops_duplicates():
+    rows = [ticker("a", ath_price=None, volume_24h=""), ticker("b"), ticker("a")]
+    result = validate_tickers(rows, ("USD",))
+    assert [r["id"] for r in result.rows] == ["a", "b"]
+    assert result.duplicates_dropped == 1 and result.duplicate_ids == ["a"]
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        [],
+        {},
+        [1],
+        [{"name": "x"}],
+        [{"id": ""}],
+        [ticker("a", price="12.5")],
+        [ticker("a", price=True)],
+        [{**ticker("a"), "rank": "1"}],
+        [{**ticker("a"), "rank": -1}],
+        [{**ticker("a"), "quotes": []}],
+        [{**ticker("a"), "name": 5}],
+        [{"id": "a", "quotes": {"EUR": {"price": 1}}}],
+    ],
+)
+def test_validate_tickers_rejects_bad_shapes(payload):
+    with pytest.raises(BadApiData):
+        validate_tickers(payload, ("USD",))
+
+
+def test_validate_global():
+    assert validate_global({"market_cap_usd": 1, "cryptocurrencies_number": 2})
+    with pytest.raises(BadApiData):
+        validate_global({"market_cap_usd": "1", "cryptocurrencies_number": 2})
+    with pytest.raises(BadApiData):
+        validate_global([])
+
+
+def test_rank_order_puts_unranked_last_by_id():
+    rows = [ticker("z", 0), ticker("b", 2), ticker("a", None), ticker("c", 1)]
+    assert [r["id"] for r in sorted(rows, key=rank_sort_key)] == ["c", "b", "a", "z"]
+
+
+def test_shrink_rule_is_half_of_previous():
+    check_shrink("x", 50, 100, accept=False)
+    check_shrink("x", 10, None, accept=False)
+    check_shrink("x", 49, 100, accept=True)
+    with pytest.raises(ShrunkSnapshot):
+        check_shrink("x", 49, 100, accept=False)
+
+
+# --- atomic files ------------------------------------------------------------------------------
+
+
+def test_atomic_write_is_readable_and_leaves_no_temp(tmp_path):
+    target = tmp_path / "f.json"
+    atomic_write_bytes(target, b"new")
+    assert target.read_bytes() == b"new"
+    assert stat.S_IMODE(target.stat().st_mode) == 0o644
+    assert [p.name for p in tmp_path.iterdir()] == ["f.json"]
+
+
+def test_atomic_write_failure_keeps_old_file(tmp_path, monkeypatch):
+    target = tmp_path / "f.json"
+    target.write_bytes(b"old")
+
+    def full_disk(fd, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "write", full_disk)
+    with pytest.raises(Exception, match="disk full"):
+        atomic_write_bytes(target, b"new" * 1000)
+    monkeypatch.undo()
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["f.json"]
+
+
+def test_orphan_temps_are_removed(tmp_path):
+    (tmp_path / ".market_cap_snapshot.json.abc.tmp").write_text("x")
+    (tmp_path / "keep.json").write_text("x")
+    removed = remove_orphan_temps(tmp_path)
+    assert [p.name for p in removed] == [".market_cap_snapshot.json.abc.tmp"]
+    assert [p.name for p in tmp_path.iterdir()] == ["keep.json"]
+
+
+# --- ledger -------------------------------------------------------------------------------------
+
+
+def test_ledger_counts_refuses_and_blocks(tmp_path):
+    ledger = RequestLedger(tmp_path)
+    assert ledger.record_attempt("s", budget=2) == 1
+    assert ledger.record_attempt("s", budget=2) == 2
+    with pytest.raises(BudgetExceeded):
+        ledger.record_attempt("s", budget=2)
+    with pytest.raises(BudgetExceeded):
+        ledger.check_can_run(2, budget=3, force=False)
+    until = ledger.mark_blocked("HTTP 402")
+    assert parse_iso(until) > 0 and until.endswith("-01T00:00:00Z")
+    with pytest.raises(QuotaBlocked):
+        ledger.check_can_run(1, budget=None, force=False)
+    ledger.check_can_run(1, budget=None, force=True)
+    data = ledger.load()
+    assert data["month_requests"] == 2 and data["by_script"] == {"s": 2}
+
+
+def test_ledger_rolls_over_months(tmp_path):
+    ledger = RequestLedger(tmp_path)
+    ledger.record_attempt("s", budget=None)
+    later = parse_iso("2099-01-15T00:00:00Z")
+    data = ledger.load(now=later)
+    assert data["month"] == "2099-01" and data["month_requests"] == 0
+    assert sum(data["past_months"].values()) == 1
+
+
+def test_budget_maths():
+    config = Config(script=SCRIPT_FREE_TIER, out_dir=Path("."), base_url="x", every_min=5)
+    plan = budget_plan(config, used=0, now=parse_iso("2026-12-01T00:00:00Z"))
+    assert plan["calls_needed_full_month"] == 17_856 and plan["fits"]
+    assert plan["fastest_cadence_min"] == 5
+    slow = budget_plan(
+        Config(script=SCRIPT_FREE_TIER, out_dir=Path("."), base_url="x", every_min=2),
+        used=0,
+        now=parse_iso("2026-12-01T00:00:00Z"),
+    )
+    assert not slow["fits"]
+
+
+# --- the client: retry policy ---------------------------------------------------------------
+
+
+def make_client(url: str, tmp_path: Path, sleeps: list[float], **overrides) -> ApiClient:
+    config = Config(
+        script="test",
+        out_dir=tmp_path,
+        base_url=url,
+        api_key=None,
+        max_attempts=overrides.pop("max_attempts", 4),
+        min_request_gap_s=0,
+        **overrides,
+    )
+    return ApiClient(config, RequestLedger(tmp_path), Deadline(600), sleep=sleeps.append)
+
+
+def test_retry_after_is_honoured_and_capped(free_api, tmp_path):
+    sleeps: list[float] = []
+    client = make_client(free_api.url, tmp_path, sleeps)
+    free_api.add_fault("/global", "status", status=429, retry_after="2")
+    free_api.add_fault("/global", "status", status=503, retry_after="86400")
+    assert client.get_json("/global")["market_cap_usd"] > 0
+    assert sleeps == [2.0, 120.0]
+    assert client.counter.attempts == 3 and client.counter.retries == 2
+    assert RequestLedger(tmp_path).load()["month_requests"] == 3
+
+
+def test_backoff_without_retry_after_is_jittered_and_bounded(free_api, tmp_path):
+    sleeps: list[float] = []
+    client = make_client(free_api.url, tmp_path, sleeps)
+    free_api.add_fault("/global", "status", status=500, times=-1)
+    with pytest.raises(ApiUnavailable):
+        client.get_json("/global")
+    assert free_api.count("/global") == 4 and len(sleeps) == 3
+    assert all(0.5 <= s <= 30 for s in sleeps)
+
+
+@pytest.mark.parametrize(
+    ("status", "error"),
+    [
+        (400, BadApiData),
+        (404, BadApiData),
+        (401, AuthOrPlanError),
+        (403, AuthOrPlanError),
+        (402, AuthOrPlanError),
+    ],
+)
+def test_client_errors_are_never_retried(free_api, tmp_path, status, error):
+    client = make_client(free_api.url, tmp_path, [])
+    free_api.add_fault("/tickers", "status", status=status)
+    with pytest.raises(error) as caught:
+        client.get_json("/tickers")
+    assert free_api.count("/tickers") == 1
+    assert str(status) in str(caught.value)
+
+
+def test_unknown_route_text_404_is_reported(free_api, tmp_path):
+    client = make_client(free_api.url, tmp_path, [])
+    with pytest.raises(BadApiData, match="404 page not found"):
+        client.get_json("/no-such-route")
+
+
+def test_paginated_fetch_detects_ignored_paging(free_api, tmp_path):
+    client = make_client(free_api.url, tmp_path, [])
+    rows, report = fetch_paginated(client, "/tickers")
+    assert report.paging_ignored and report.pages == 2
+    assert len(rows) == len({r["id"] for r in rows}) == 2_000
+    assert report.duplicates_dropped == 2_000
+
+
+# --- history --------------------------------------------------------------------------------------
+
+
+def commit_for(ts: str, ids: list[str]) -> Commit:
+    rows = b"".join(b'{"ts":"%s","id":"%s"}\n' % (ts.encode(), i.encode()) for i in ids)
+    summary = {"ts": ts, "snapshot_id": ts, "coin_count": len(ids)}
+    return Commit(ts, ts, rows, len(ids), dict.fromkeys(ids, ts), summary)
+
+
+def test_history_commit_is_idempotent(tmp_path):
+    store = HistoryStore(tmp_path)
+    assert store.commit(commit_for("2026-11-25T10:00:00Z", ["a", "b"]))
+    size = store.rows_path.stat().st_size
+    assert not store.commit(commit_for("2026-11-25T10:00:00Z", ["a", "b"]))
+    assert store.rows_path.stat().st_size == size
+
+
+def test_torn_tail_is_cut_and_kept_aside(tmp_path):
+    store = HistoryStore(tmp_path)
+    store.commit(commit_for("2026-11-25T10:00:00Z", ["a", "b"]))
+    with open(store.rows_path, "ab") as handle:
+        handle.write(b'{"ts":"2026-11-25T10:30:00Z","id":"a"}\n{"ts":"2026-11-25T1')
+    store.commit(commit_for("2026-11-25T11:00:00Z", ["a", "b", "c"]))
+    cut = list(store.dir.glob("market_cap_history.jsonl.cut-*"))
+    assert len(cut) == 1 and cut[0].read_bytes().startswith(b'{"ts":"2026-11-25T10:30')
+    assert len(read_jsonl(store.rows_path)) == 5
+    assert check_history(tmp_path, 30).ok
+
+
+def test_damaged_history_is_refused(tmp_path):
+    store = HistoryStore(tmp_path)
+    store.commit(commit_for("2026-11-25T10:00:00Z", ["a", "b"]))
+    store.rows_path.write_bytes(b"")
+    with pytest.raises(HistoryDamaged):
+        store.commit(commit_for("2026-11-25T11:00:00Z", ["a"]))
+
+
+def test_lost_state_is_rebuilt_from_the_files(tmp_path):
+    store = HistoryStore(tmp_path)
+    store.commit(commit_for("2026-11-25T10:00:00Z", ["a", "b"]))
+    store.commit(commit_for("2026-11-25T10:30:00Z", ["a", "b"]))
+    with open(store.rows_path, "ab") as handle:
+        handle.write(b'{"ts":"2026-11-25T11:00:00Z","id":"a"}\n')  # uncommitted
+    store.state_path.unlink()
+    state = store.read_state()
+    assert state["last_ts"] == "2026-11-25T10:30:00Z" and state["snapshot_count"] == 2
+    assert store.commit(commit_for("2026-11-25T11:00:00Z", ["a"]))
+    report = check_history(tmp_path, 30)
+    assert report.ok, report.problems
+    assert report.rows == 5
+
+
+def test_check_history_reports_gaps(tmp_path):
+    store = HistoryStore(tmp_path)
+    for ts in ("2026-11-25T10:00:00Z", "2026-11-25T10:30:00Z", "2026-11-25T12:00:00Z"):
+        store.commit(commit_for(ts, ["a"]))
+    report = check_history(tmp_path, 30)
+    assert report.ok
+    assert report.gaps == [
+        {"from": "2026-11-25T10:30:00Z", "to": "2026-11-25T12:00:00Z", "missing_slots": 2}
+    ]
+
+
+def test_shared_log_loses_no_lines_across_processes(tmp_path):
+    code = """
+import logging, sys
+from pathlib import Path
+from mcap.logsetup import setup_logging
+setup_logging(Path(sys.argv[1]), "w" + sys.argv[2], "r", verbose=False, secret=None)
+for i in range(400):
+    logging.getLogger("t").info("line %d %s", i, "x" * 200)
+"""
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, str(tmp_path), str(n)], cwd=ROOT)
+        for n in range(4)
+    ]
+    assert all(p.wait(timeout=60) == 0 for p in procs)
+    lines = (tmp_path / "collection.log").read_bytes().split(b"\n")[:-1]
+    assert len(lines) == 1600
+    assert all(line.endswith(b"x" * 200) for line in lines)
