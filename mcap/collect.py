@@ -210,6 +210,13 @@ def _commit_snapshot(
         ledger.clear_block()
     if is_production(ctx) and diff.previous_ts:
         record_gap_if_any(ctx, store, diff.previous_ts, collected_at)
+    if stats.expected_count and len(coins) < 0.9 * stats.expected_count:
+        log.warning(
+            "coverage: %d coins received, %d expected on the %s plan",
+            len(coins),
+            stats.expected_count,
+            config.plan,
+        )
     log.info(
         "committed snapshot %s: %d coins (expected %s), %d history bytes",
         snapshot_id,
@@ -279,6 +286,16 @@ def print_summary(
             else ""
         )
     )
+    if (
+        stats.coin_count is not None
+        and stats.expected_count
+        and (stats.coin_count < 0.9 * stats.expected_count)
+    ):
+        ctx.say(
+            f"WARNING: {stats.expected_count - stats.coin_count:,} fewer coins than the "
+            f"{config.plan} plan should return ({stats.coin_count:,} of "
+            f"{stats.expected_count:,})"
+        )
     market_cap = global_data.get("market_cap_usd")
     if isinstance(market_cap, int | float):
         ctx.say(f"Global market cap: ${market_cap:,.0f}")

@@ -382,7 +382,10 @@ class HistoryStore:
                 os.close(fd)
 
     def total_bytes(self) -> int:
-        return sum(p.stat().st_size for p in self.dir.glob("*") if p.is_file())
+        """Bytes of every file in history/ (archives, rows, cut-offs, state)."""
+        if not self.dir.is_dir():
+            return 0
+        return sum(p.stat().st_size for p in self.dir.iterdir() if p.is_file())
 
     def snapshot_entries(self) -> list[dict[str, Any]]:
         """Committed lines of snapshots.jsonl (small: one line per snapshot)."""

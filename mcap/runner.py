@@ -132,6 +132,7 @@ class RunContext:
         self.counter = RequestCounter()
         self.writes_stats = writes_stats
         self.past_lock = False
+        self.lock_refused = False
         self.logging_ready = False
 
     def say(self, text: str = "") -> None:
@@ -169,7 +170,10 @@ class RunContext:
             code = self._write_stats(code)
         if code == ExitCode.OK and log_failure():
             print(f"{self.config.script}: warning: {log_failure()}", file=sys.stderr)
-        if self.logging_ready:
+        if self.past_lock:
+            with contextlib.suppress(OSError):
+                stats.history_total_bytes = HistoryStore(self.config.out_dir).total_bytes()
+        if self.logging_ready and not self.lock_refused:
             log.info(
                 "run end status=%s exit=%d coins=%s requests=%d retries=%d duration=%.2fs%s",
                 stats.status,
@@ -221,17 +225,11 @@ def run_main(
                 out_dir, script, ctx.run_id, verbose=config.verbose, secret=config.api_key
             )
             ctx.logging_ready = out_dir is not None
-        log.info(
-            "run start %s out_dir=%s base_url=%s plan=%s",
-            script,
-            config.out_dir,
-            config.base_url,
-            config.plan,
-        )
         code: int = pipeline(ctx)
     except CollectorError as exc:
         code, error = exc.exit_code, _redact(exc.one_line(), config.api_key)
-        log.error("%s", error)
+        if not ctx.lock_refused:  # a refused run leaves exactly one log line (CONTRACT)
+            log.error("%s", error)
         print(f"{script}: error: {error}", file=sys.stderr)
         if config.verbose:
             traceback.print_exc()
@@ -259,10 +257,18 @@ def run_lock(ctx: RunContext, name: str = RUN_LOCK_NAME) -> Iterator[None]:
             blocking=False,
             note=f"pid {os.getpid()} {ctx.config.script} since {ctx.stats.started_at}\n",
         )
-    except LockBusy:
-        log.warning("lock busy: previous run still active; nothing done")
+    except LockBusy as exc:
+        ctx.lock_refused = True
+        log.warning("refused, exit 75: %s; nothing done", exc)
         raise
     ctx.past_lock = True
+    log.info(
+        "run start out_dir=%s base_url=%s plan=%s quotes=%s",
+        ctx.config.out_dir,
+        ctx.config.base_url,
+        ctx.config.plan,
+        ",".join(ctx.config.quotes),
+    )
     try:
         yield
     finally:

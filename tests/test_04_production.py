@@ -65,6 +65,7 @@ def test_second_run_while_first_is_active_exits_75_fast_and_touches_nothing(api,
     try:
         wait_for_request(api, "/tickers")
         before = tree_digest(out)
+        log_before = (out / "collection.log").read_bytes()
         started = time.monotonic()
         second = collect(api, out)
         assert second.returncode == 75
@@ -73,6 +74,8 @@ def test_second_run_while_first_is_active_exits_75_fast_and_touches_nothing(api,
         after = tree_digest(out)
         changed = {k for k in set(before) | set(after) if before.get(k) != after.get(k)}
         assert changed == {"collection.log"}, changed
+        new_log = (out / "collection.log").read_bytes()[len(log_before) :]
+        assert new_log.count(b"\n") == 1 and b"previous run still active" in new_log
         assert api.count("/tickers") == 1
     finally:
         first.kill()
