@@ -51,10 +51,12 @@ def snapshot_id_for(collected_at: str) -> str:
     return collected_at.replace("-", "").replace(":", "")
 
 
-def expected_coin_count(config: Config, global_data: dict[str, Any]) -> int:
+def expected_coin_count(config: Config, global_data: dict[str, Any]) -> int | None:
     """What the plan should return: all active coins, capped at 2,000 on the free plan."""
-    active = int(global_data.get("cryptocurrencies_number") or 0)
-    return min(FREE_PLAN_TICKER_CAP, active) if config.plan == "free" else active
+    active = global_data.get("cryptocurrencies_number")
+    if not isinstance(active, int | float) or active <= 0:
+        return FREE_PLAN_TICKER_CAP if config.plan == "free" else None
+    return min(FREE_PLAN_TICKER_CAP, int(active)) if config.plan == "free" else int(active)
 
 
 def _replace_files(bodies: dict[Path, bytes], commit: Any = None) -> bool:
@@ -277,9 +279,10 @@ def print_summary(
         value = ((coin.get("quotes") or {}).get(quote) or {}).get("market_cap")
         return value if isinstance(value, int | float) else -1.0
 
+    expected = f"{stats.expected_count:,}" if stats.expected_count is not None else "unknown"
     ctx.say(
         f"Snapshot {stats.snapshot_id}: {stats.coin_count:,} coins received, "
-        f"{stats.expected_count:,} expected on the {config.plan} plan"
+        f"{expected} expected on the {config.plan} plan"
         + (
             f", {stats.duplicates_dropped} duplicate rows dropped"
             if stats.duplicates_dropped

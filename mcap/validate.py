@@ -13,7 +13,16 @@ log = logging.getLogger(__name__)
 TICKER_NUMBERS = ("circulating_supply", "total_supply", "max_supply", "beta_value")
 TICKER_TEXTS = ("name", "symbol", "first_data_at", "last_updated")
 QUOTE_TEXTS = ("ath_date",)
-GLOBAL_REQUIRED = ("market_cap_usd", "cryptocurrencies_number")
+GLOBAL_REQUIRED = ("market_cap_usd",)
+GLOBAL_NUMBERS = (
+    "market_cap_usd",
+    "volume_24h_usd",
+    "bitcoin_dominance_percentage",
+    "cryptocurrencies_number",
+    "market_cap_change_24h",
+    "volume_24h_change_24h",
+    "last_updated",
+)
 COIN_TEXTS = ("name", "symbol", "type")
 
 
@@ -126,9 +135,9 @@ def validate_global(payload: Any) -> dict[str, Any]:
     for key in GLOBAL_REQUIRED:
         if not _is_number(payload.get(key)):
             raise BadApiData(f"/global: {key} is {payload.get(key)!r}, expected a number")
-    for key, value in payload.items():
-        if not key.endswith("_date") and not _numeric_ok(value):
-            raise BadApiData(f"/global: {key} is {value!r}, expected a number")
+    for key in GLOBAL_NUMBERS:
+        if not _numeric_ok(payload.get(key)):
+            raise BadApiData(f"/global: {key} is {payload.get(key)!r}, expected a number")
     return payload
 
 

@@ -167,6 +167,9 @@ def test_validate_tickers_rejects_bad_shapes(payload):
 
 def test_validate_global():
     assert validate_global({"market_cap_usd": 1, "cryptocurrencies_number": 2})
+    assert validate_global({"market_cap_usd": 1, "new_text_field": "x"})  # unknown: tolerated
+    with pytest.raises(BadApiData):
+        validate_global({"market_cap_usd": 1, "cryptocurrencies_number": "many"})
     with pytest.raises(BadApiData):
         validate_global({"market_cap_usd": "1", "cryptocurrencies_number": 2})
     with pytest.raises(BadApiData):
