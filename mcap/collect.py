@@ -28,6 +28,8 @@ from .runner import (
 )
 from .snapshot import (
     csv_bytes,
+    dumps,
+    encode_coins,
     flatten_line_breaks,
     history_bytes,
     safe_text_cell,
@@ -194,9 +196,10 @@ def _commit_snapshot(
         "global": global_data,
     }
     out = config.out_dir
+    encoded = encode_coins(coins)
     bodies = {
-        out / SNAPSHOT_JSON: snapshot_json_bytes(header, coins),
-        out / SNAPSHOT_JSONL: snapshot_jsonl_bytes(coins, collected_at),
+        out / SNAPSHOT_JSON: snapshot_json_bytes(header, encoded),
+        out / SNAPSHOT_JSONL: snapshot_jsonl_bytes(encoded, collected_at),
         out / SNAPSHOT_CSV: csv_bytes(coins, config.quotes, collected_at),
     }
     commit = Commit(collected_at, snapshot_id, rows, len(coins), last_updated, summary)
@@ -432,9 +435,7 @@ def fetch_coin_catalogue(ctx: RunContext) -> int:
         listing = "".join(flatten_line_breaks(coin["id"]) + "\n" for coin in coins)
         _replace_files(
             {
-                config.out_dir / COINS_JSON: (
-                    json.dumps(document, allow_nan=False) + "\n"
-                ).encode(),
+                config.out_dir / COINS_JSON: (dumps(document) + "\n").encode(),
                 config.out_dir / COINS_LIST: listing.encode(),
             }
         )

@@ -34,6 +34,7 @@ from .fsio import (
 )
 from .ledger import parse_iso
 from .logsetup import utc_iso
+from .snapshot import dumps
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +116,7 @@ class HistoryStore:
         return self._rebuild_state()
 
     def _write_state(self, state: dict[str, Any]) -> None:
-        body = json.dumps(state, allow_nan=False, separators=(",", ":")) + "\n"
+        body = dumps(state) + "\n"
         atomic_write_bytes(self.state_path, body.encode())
 
     def _rebuild_state(self) -> dict[str, Any]:
@@ -228,7 +229,7 @@ class HistoryStore:
             ):
                 log.info("history: snapshot %s already committed; nothing appended", commit.ts)
                 return False
-            line = json.dumps(commit.summary, allow_nan=False, separators=(",", ":")) + "\n"
+            line = dumps(commit.summary) + "\n"
             try:
                 self._append(self.rows_path, commit.rows, "history.mid_append")
                 self._append(self.snapshots_path, line.encode(), "snapshots.mid_append")
@@ -372,7 +373,7 @@ class HistoryStore:
     def record_gap(self, record: dict[str, Any]) -> None:
         """Append one line to history/gaps.jsonl (missed slots, failed runs)."""
         ensure_dir(self.dir)
-        line = (json.dumps(record, allow_nan=False, separators=(",", ":")) + "\n").encode()
+        line = (dumps(record) + "\n").encode()
         with locked(self.lock_path):
             fd = os.open(self.gaps_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)
             try:

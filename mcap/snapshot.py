@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -21,11 +22,16 @@ TAIL_CSV_FIELDS = ("circulating_supply", "total_supply", "max_supply", "last_upd
 # Every line break a spreadsheet or `wc -l` could see (CONTRACT, CSV row).
 LINE_BREAKS = str.maketrans({"\r": " ", "\n": " ", "\x85": " ", "\u2028": " ", "\u2029": " "})
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_BREAK_RE = re.compile("[\r\n\x85\u2028\u2029]")
+
+
+# One encoder for every line: json.dumps with options builds a new encoder per call.
+_ENCODER = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
 
 
 def dumps(obj: Any) -> str:
     """Strict, compact JSON; ensure_ascii keeps U+2028 & co. escaped so lines stay lines."""
-    return json.dumps(obj, allow_nan=False, separators=(",", ":"))
+    return _ENCODER.encode(obj)
 
 
 def flatten_line_breaks(text: str) -> str:
@@ -38,6 +44,8 @@ def safe_text_cell(value: Any) -> str:
     if value is None:
         return ""
     text = str(value)
+    if text and not text.startswith(FORMULA_START) and not _BREAK_RE.search(text):
+        return text  # the common case, kept cheap: 12k rows × 4 text cells
     flat = flatten_line_breaks(text)
     if text.startswith(FORMULA_START) or flat.startswith(FORMULA_START):
         return "'" + flat
@@ -46,9 +54,7 @@ def safe_text_cell(value: Any) -> str:
 
 def number_cell(value: Any) -> Any:
     """Numbers as the API gave them; null and "" become an empty cell."""
-    if value is None or value == "" or isinstance(value, bool):
-        return ""
-    return value
+    return value if type(value) in (int, float) else ""
 
 
 def csv_header(quotes: Iterable[str]) -> list[str]:
@@ -73,20 +79,27 @@ def csv_bytes(coins: list[dict[str, Any]], quotes: tuple[str, ...], collected_at
             number_cell(coin.get("rank")),
         ]
         for code in quotes:
-            quote = row_quotes.get(code) or {}
-            row += [number_cell(quote.get(field)) for field in QUOTE_CSV_FIELDS]
+            get = (row_quotes.get(code) or {}).get
+            row += [number_cell(get(field)) for field in QUOTE_CSV_FIELDS]
         row += [number_cell(coin.get(field)) for field in TAIL_CSV_FIELDS[:3]]
         row.append(safe_text_cell(coin.get("last_updated")))
         writer.writerow(row)
     return buffer.getvalue().encode("utf-8")
 
 
-def snapshot_json_bytes(header: dict[str, Any], coins: list[dict[str, Any]]) -> bytes:
-    return (dumps({**header, "coin_count": len(coins), "coins": coins}) + "\n").encode()
+def encode_coins(coins: list[dict[str, Any]]) -> list[str]:
+    """Each coin's JSON once; the JSON document and the JSONL lines are built from it."""
+    return [dumps(coin) for coin in coins]
 
 
-def snapshot_jsonl_bytes(coins: list[dict[str, Any]], collected_at: str) -> bytes:
-    return "".join(dumps({**coin, "collected_at": collected_at}) + "\n" for coin in coins).encode()
+def snapshot_json_bytes(header: dict[str, Any], encoded_coins: list[str]) -> bytes:
+    head = dumps({**header, "coin_count": len(encoded_coins)})
+    return (head[:-1] + ',"coins":[' + ",".join(encoded_coins) + "]}\n").encode()
+
+
+def snapshot_jsonl_bytes(encoded_coins: list[str], collected_at: str) -> bytes:
+    stamp = ',"collected_at":' + dumps(collected_at) + "}\n"
+    return "".join(coin[:-1] + stamp for coin in encoded_coins).encode()
 
 
 def _clean_number(value: Any) -> Any:
