@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -463,14 +464,11 @@ def fetch_coin_catalogue(ctx: RunContext) -> int:
 
 
 def _previous_coin_count(out_dir: Path) -> int | None:
+    """coin_count of the previous catalogue, read from the head of the file (no full parse)."""
     try:
         with open(out_dir / COINS_JSON, "rb") as handle:
             head = handle.read(4096)
     except FileNotFoundError:
         return None
-    marker = b'"coin_count": '
-    at = head.find(marker)
-    if at < 0:
-        return None
-    digits = head[at + len(marker) : at + len(marker) + 12].split(b",")[0]
-    return int(digits) if digits.strip().isdigit() else None
+    found = re.search(rb'"coin_count":\s*(\d+)', head)
+    return int(found.group(1)) if found else None

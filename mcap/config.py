@@ -187,6 +187,19 @@ def build_parser(script: str, description: str) -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="overall deadline for the run, retries and waits included (default 1200)",
     )
+    parser.add_argument(
+        "--monthly-budget",
+        type=_non_negative_int,
+        default=None,
+        metavar="N",
+        help="API calls allowed per calendar month, UTC (default 20000 without an API key, "
+        "unlimited with one)",
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help='ignore a "blocked until" mark left by a quota 402 (the budget still applies)',
+    )
     if script == SCRIPT_COINS:
         return parser
     parser.add_argument(
@@ -197,25 +210,12 @@ def build_parser(script: str, description: str) -> argparse.ArgumentParser:
         help="quote currencies, at most 3 (default USD)",
     )
     parser.add_argument(
-        "--monthly-budget",
-        type=_non_negative_int,
-        default=None,
-        metavar="N",
-        help="API calls allowed per calendar month, UTC (default 20000 without an API key, "
-        "unlimited with one)",
-    )
-    parser.add_argument(
         "--min-interval",
         type=float,
         default=None,
         metavar="MINUTES",
         help="skip without any request when the last snapshot is younger than this "
         f"(default {'0' if script == SCRIPT_SNAPSHOT else '5'}; 0 disables)",
-    )
-    parser.add_argument(
-        "--force",
-        action="store_true",
-        help='ignore a "blocked until" mark left by a quota 402 (the budget still applies)',
     )
     parser.add_argument(
         "--every",

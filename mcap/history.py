@@ -120,20 +120,25 @@ class HistoryStore:
         atomic_write_bytes(self.state_path, body.encode())
 
     def _rebuild_state(self) -> dict[str, Any]:
-        """Recover the commit point from the files themselves (state file lost or new)."""
+        """Recover the commit point from the files themselves (state file lost or new).
+
+        A snapshot counts as committed when its line in snapshots.jsonl is readable and its
+        rows are all there (in the plain file, or in an archive of its month); the first one
+        that fails ends the committed prefix, and everything after it is cut on repair.
+        """
         log.warning("history state missing: rebuilding it from %s", self.dir)
-        state = empty_state()
-        counts: dict[str, int] = {}
-        snapshots_size = 0
-        last_entry: dict[str, Any] | None = None
+        entries: list[tuple[int, dict[str, Any]]] = []
         for offset_end, line in _lines_with_offsets(self.snapshots_path):
             try:
                 entry = json.loads(line)
-                counts[entry["ts"]] = int(entry["coin_count"])
+                entry["coin_count"] = int(entry["coin_count"])
+                str(entry["ts"])
             except (ValueError, KeyError, TypeError):
                 break
-            snapshots_size, last_entry = offset_end, entry
-        history_size, group_ts, group_ids, last_ids = 0, None, [], []
+            entries.append((offset_end, entry))
+        counts = {entry["ts"]: entry["coin_count"] for _, entry in entries}
+        complete: dict[str, tuple[int, list[str]]] = {}
+        group_ts, group_ids = None, []
         for offset_end, line in _lines_with_offsets(self.rows_path):
             try:
                 row = json.loads(line)
@@ -144,16 +149,29 @@ class HistoryStore:
                 group_ts, group_ids = ts, []
             group_ids.append(ident)
             if counts.get(ts) == len(group_ids):
-                history_size, last_ids = offset_end, list(group_ids)
-        state.update(history_size=history_size, snapshots_size=snapshots_size)
-        if last_entry is not None:
+                complete[ts] = (offset_end, list(group_ids))
+        archived = {
+            p.name[len("market_cap_history-") : -len(".jsonl.gz")]
+            for p in self.dir.glob(ARCHIVE_PATTERN)
+        }
+        state = empty_state()
+        committed: list[tuple[int, dict[str, Any]]] = []
+        for offset_end, entry in entries:
+            if entry["ts"] in complete:
+                state["history_size"] = complete[entry["ts"]][0]
+            elif entry["ts"][:7] not in archived:
+                break
+            committed.append((offset_end, entry))
+        if committed:
+            last = committed[-1][1]
             state.update(
-                snapshot_count=len(counts),
-                last_ts=last_entry["ts"],
-                last_snapshot_id=last_entry.get("snapshot_id"),
-                last_coin_count=last_entry["coin_count"],
-                recent_snapshot_ids=[e for e in [last_entry.get("snapshot_id")] if e],
-                last_updated=dict.fromkeys(last_ids),
+                snapshots_size=committed[-1][0],
+                snapshot_count=len(committed),
+                last_ts=last["ts"],
+                last_snapshot_id=last.get("snapshot_id"),
+                last_coin_count=last["coin_count"],
+                recent_snapshot_ids=[e.get("snapshot_id") for _, e in committed][-RECENT_IDS_KEPT:],
+                last_updated=dict.fromkeys(complete.get(last["ts"], (0, []))[1]),
             )
         return state
 

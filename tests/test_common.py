@@ -415,3 +415,28 @@ for i in range(400):
     lines = (tmp_path / "collection.log").read_bytes().split(b"\n")[:-1]
     assert len(lines) == 1600
     assert all(line.endswith(b"x" * 200) for line in lines)
+
+
+def test_rebuild_drops_a_snapshot_whose_rows_are_incomplete(tmp_path):
+    store = HistoryStore(tmp_path)
+    store.commit(commit_for("2026-11-25T10:00:00Z", ["a", "b"]))
+    with open(store.rows_path, "ab") as rows, open(store.snapshots_path, "ab") as entries:
+        rows.write(b'{"ts":"2026-11-25T10:30:00Z","id":"a"}\n')  # "b" never arrived
+        entries.write(b'{"ts":"2026-11-25T10:30:00Z","snapshot_id":"x","coin_count":2}\n')
+    store.state_path.unlink()
+    assert store.commit(commit_for("2026-11-25T11:00:00Z", ["a", "b"]))
+    report = check_history(tmp_path, 30)
+    assert report.ok, report.problems
+    assert report.snapshots == 2 and report.rows == 4
+
+
+def test_rebuild_after_compaction_keeps_archived_snapshots(tmp_path):
+    store = HistoryStore(tmp_path)
+    store.commit(commit_for("2026-10-31T23:30:00Z", ["a", "b"]))
+    store.compact_closed_months(now=parse_iso("2026-11-01T00:10:00Z"))
+    store.commit(commit_for("2026-11-01T00:00:00Z", ["a", "b"]))
+    store.state_path.unlink()
+    state = store.read_state()
+    assert state["snapshot_count"] == 2 and state["last_ts"] == "2026-11-01T00:00:00Z"
+    assert state["history_size"] == store.rows_path.stat().st_size
+    assert check_history(tmp_path, 30).ok
