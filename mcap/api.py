@@ -320,7 +320,7 @@ class ApiClient:
         if "html" in content_type.lower() or head == b"<":
             raise BadApiData(f"{path} answered HTML instead of JSON ({error_text(body)})")
         if not body.strip():
-            raise TransientError(f"empty body from {path}")
+            raise BadApiData(f"{path} answered 200 with an empty body")
         try:
             return parse_json_strict(body)
         except json.JSONDecodeError as exc:

@@ -7,6 +7,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
 FREE_BASE_URL = "https://api.coinpaprika.com/v1"
 PRO_BASE_URL = "https://api-pro.coinpaprika.com/v1"
@@ -144,9 +145,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+class OneLineErrorParser(argparse.ArgumentParser):
+    """Bad command lines get one clear stderr line and exit 2 (CONTRACT: one line per failure)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def build_parser(script: str, description: str) -> argparse.ArgumentParser:
     """The options every script shares, plus the collector / free-tier / production extras."""
-    parser = argparse.ArgumentParser(prog=f"{script}.py", description=description)
+    parser = OneLineErrorParser(prog=f"{script}.py", description=description)
     parser.add_argument(
         "--out-dir", metavar="DIR", help="where all files are written (default: cwd)"
     )

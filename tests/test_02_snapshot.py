@@ -182,6 +182,7 @@ def test_three_quotes_make_columns_and_history_fields(api, out):
 def test_bad_command_line_exits_2(api, out, args):
     result = run_script(SCRIPT, "--out-dir", str(out), *args)
     assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1 and "error:" in result.stderr
     assert api.count() == 0 and not out.exists()
 
 
@@ -323,9 +324,11 @@ def test_unwritable_output_directory_exits_73_without_requests(api, tmp_path):
     assert len(result.stderr.strip().splitlines()) == 1
 
 
-def test_empty_list_exits_65(api, out):
-    api.add_fault("/tickers", "body", body="[]")
+@pytest.mark.parametrize("body", ["[]", ""])
+def test_empty_answer_exits_65(api, out, body):
+    api.add_fault("/tickers", "body", body=body)
     assert snapshot(api, out).returncode == 65
+    assert api.count("/tickers") == 1
 
 
 @pytest.mark.parametrize(

@@ -133,7 +133,8 @@ def test_kill_at_random_moments_never_breaks_files(api, out):
     assert_history_ok(out)
 
 
-def test_sigterm_stops_cleanly(api, out):
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_signal_stops_cleanly(api, out, signum, code):
     assert collect(api, out).returncode == 0
     before = tree_digest(out / "history")
     snapshot_before = (out / "market_cap_snapshot.json").read_bytes()
@@ -143,16 +144,16 @@ def test_sigterm_stops_cleanly(api, out):
     proc = popen(api, out)
     wait_for_request(api, "/tickers")
     time.sleep(0.5)
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signum)
     _, stderr = proc.communicate(timeout=10)
-    assert proc.returncode == 143
-    assert "SIGTERM" in stderr
+    assert proc.returncode == code
+    assert signal.Signals(signum).name in stderr
     assert tree_digest(out / "history") == before
     assert (out / "market_cap_snapshot.json").read_bytes() == snapshot_before
     stats = json.loads((out / "latest_stats.json").read_bytes())
-    assert stats["status"] == "failed" and stats["exit_code"] == 143
+    assert stats["status"] == "failed" and stats["exit_code"] == code
     assert not list(out.rglob("*.tmp"))
-    assert "run end status=failed exit=143" in (out / "collection.log").read_text()
+    assert f"run end status=failed exit={code}" in (out / "collection.log").read_text()
 
 
 def test_deadline_bounds_a_429_storm(api, out):
