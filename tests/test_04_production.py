@@ -364,3 +364,102 @@ HistoryStore(Path(sys.argv[1])).compact_closed_months(now=time.time() + 40 * 864
     report = check_history(out, 30)
     assert report.ok, report.problems
     assert report.rows == 3 * N_TICKERS
+
+
+def test_soak_with_random_faults_and_kills(free_api, out):
+    """Many runs with random kills, storms, hangs and bad payloads: the history stays exact."""
+    import random
+
+    rng = random.Random(20261125)
+    crash_points = [
+        "history.mid_append",
+        "history.before_commit",
+        "snapshots.mid_append",
+        "history.after_commit",
+    ]
+
+    def committed() -> int:
+        path = out / "history" / "snapshots.jsonl"
+        return len(read_jsonl(path)) if path.exists() else 0
+
+    for _ in range(24):
+        free_api.clear_faults()
+        free_api.advance(300)
+        next_second()
+        action = rng.choice(
+            ["ok", "ok", "storm", "down", "html", "cut", "hang", "crash", "kill", "shrink"]
+        )
+        env, extra, crash = {}, [], None
+        if action == "storm":
+            free_api.add_fault("/tickers", "status", status=429, times=2)
+        elif action == "down":
+            free_api.add_fault("*", "status", status=502, times=-1)
+        elif action == "html":
+            free_api.add_fault("/global", "html200")
+        elif action == "cut":
+            free_api.add_fault("/tickers", rng.choice(["truncated", "gzip_truncated", "reset"]))
+        elif action == "hang":
+            free_api.add_fault("/tickers", "hang", times=-1, seconds=20)
+            extra = ["--deadline", "3", "--timeout", "1"]
+        elif action == "crash":
+            crash = rng.choice(crash_points)
+            env = {"COLLECTOR_CRASH_AT": crash}
+        elif action == "shrink":
+            free_api.add_fault("/tickers", "body", body=json.dumps(free_api.tickers[:300]))
+        before = committed()
+        if action == "kill":
+            proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    str(ROOT / SCRIPT),
+                    "--base-url",
+                    free_api.url,
+                    "--out-dir",
+                    str(out),
+                    "--min-interval",
+                    "0",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            time.sleep(rng.uniform(0.2, 1.2))
+            proc.kill()
+            proc.wait()
+            assert committed() - before in (0, 1)  # killed before or after its commit point
+        else:
+            result = run_script(
+                SCRIPT,
+                "--base-url",
+                free_api.url,
+                "--out-dir",
+                str(out),
+                "--min-interval",
+                "0",
+                *FAST,
+                *extra,
+                env=env,
+            )
+            grew = committed() - before
+            if action in ("ok", "storm", "cut") or (action == "shrink" and before == 0):
+                assert result.returncode == 0 and grew == 1, (action, result.stderr)
+            elif action == "crash":
+                assert result.returncode == -signal.SIGKILL
+                assert grew == (1 if crash == "history.after_commit" else 0), crash
+            else:
+                assert result.returncode in (65, 69) and grew == 0, (action, result.returncode)
+        if (out / "market_cap_snapshot.json").exists():
+            json.loads((out / "market_cap_snapshot.json").read_bytes())
+        if (out / "history").exists():
+            assert_history_ok(out)
+    free_api.clear_faults()
+    free_api.advance(300)
+    next_second()
+    final = run_script(
+        SCRIPT, "--base-url", free_api.url, "--out-dir", str(out), "--min-interval", "0", *FAST
+    )
+    assert final.returncode == 0, final.stderr
+    entries = read_jsonl(out / "history" / "snapshots.jsonl")
+    report = check_history(out, 30)
+    assert report.ok, report.problems
+    assert report.rows == sum(e["coin_count"] for e in entries) and report.snapshots == len(entries)
+    assert not list(out.glob("*.tmp")) and not list((out / "history").glob("*.tmp"))
