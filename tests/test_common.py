@@ -440,3 +440,48 @@ def test_rebuild_after_compaction_keeps_archived_snapshots(tmp_path):
     assert state["snapshot_count"] == 2 and state["last_ts"] == "2026-11-01T00:00:00Z"
     assert state["history_size"] == store.rows_path.stat().st_size
     assert check_history(tmp_path, 30).ok
+
+
+def test_full_disk_during_append_rolls_back(tmp_path, monkeypatch):
+    from mcap import history as history_module
+    from mcap.errors import WriteError
+
+    store = HistoryStore(tmp_path)
+    store.commit(commit_for("2026-11-25T10:00:00Z", ["a", "b"]))
+    before = (store.rows_path.read_bytes(), store.snapshots_path.read_bytes())
+    calls = {"n": 0}
+    real_write_all = history_module.write_all
+
+    def fail_second_half(fd, data):
+        calls["n"] += 1
+        if calls["n"] == 2:  # first half of the rows went out, then the disk filled up
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_write_all(fd, data)
+
+    monkeypatch.setattr(history_module, "write_all", fail_second_half)
+    with pytest.raises(WriteError):
+        store.commit(commit_for("2026-11-25T10:30:00Z", ["a", "b", "c"]))
+    monkeypatch.undo()
+    assert (store.rows_path.read_bytes(), store.snapshots_path.read_bytes()) == before
+    assert store.commit(commit_for("2026-11-25T10:30:00Z", ["a", "b", "c"]))
+    assert check_history(tmp_path, 30).ok
+
+
+def test_log_rotation_keeps_every_line(tmp_path, monkeypatch):
+    import logging
+
+    from mcap import logsetup
+
+    monkeypatch.setattr(logsetup, "LOG_MAX_BYTES", 20_000)
+    logsetup.setup_logging(tmp_path, "t", "r", verbose=False, secret="sk-SECRET")
+    logger = logging.getLogger("rotation-test")
+    for i in range(3000):
+        logger.info("line %05d key=%s", i, "sk-SECRET")
+    logging.getLogger().handlers.clear()
+    files = sorted(tmp_path.glob("collection.log*"))
+    assert len(files) == 1 + logsetup.LOG_BACKUPS
+    lines = [ln for f in files for ln in f.read_text().splitlines()]
+    kept = sorted(int(ln.split("line ")[1][:5]) for ln in lines)
+    assert kept == list(range(3000 - len(kept), 3000))  # the newest lines, none missing
+    assert all(f.stat().st_size <= 20_000 + 200 for f in files)
+    assert not any("sk-SECRET" in ln for ln in lines) and "<redacted>" in lines[0]
