@@ -11,20 +11,20 @@ from pathlib import Path
 from typing import Any
 
 from .config import FREE_PLAN_TICKER_CAP, Config
-from .errors import BadApiData, CollectorError, ExitCode, Interrupted
+from .errors import CollectorError, ExitCode, Interrupted
 from .fsio import commit_temp, discard_temp, write_temp
 from .history import Commit, HistoryStore
 from .ledger import RequestLedger, next_month_start, parse_iso
 from .logsetup import utc_iso
 from .runner import (
     GUARD,
+    STATS_NAME,
     RunContext,
     api_client,
     clean_orphans,
     fetch_and_quarantine,
     is_production,
     prepare_out_dir,
-    quarantine,
     run_lock,
 )
 from .snapshot import (
@@ -37,7 +37,14 @@ from .snapshot import (
     snapshot_json_bytes,
     snapshot_jsonl_bytes,
 )
-from .validate import check_shrink, rank_sort_key, validate_coins, validate_global, validate_tickers
+from .validate import (
+    Validated,
+    check_shrink,
+    rank_sort_key,
+    validate_coins,
+    validate_global,
+    validate_tickers,
+)
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +107,8 @@ def collect_snapshot(ctx: RunContext) -> int:
 def _collect_locked(ctx: RunContext) -> int:
     config, stats = ctx.config, ctx.stats
     store = HistoryStore(config.out_dir)
-    clean_orphans(config.out_dir, store.dir)
+    clean_orphans(config.out_dir, (SNAPSHOT_JSON, SNAPSHOT_JSONL, SNAPSHOT_CSV, STATS_NAME))
+    clean_orphans(store.dir, None)  # only collectors, under this run lock, write history/
     if is_production(ctx):
         stats.archived_months = store.compact_closed_months()
     state = store.prepare()
@@ -118,14 +126,17 @@ def _collect_locked(ctx: RunContext) -> int:
     client = api_client(ctx, ledger)
     try:
         ctx.say(f"Fetching /tickers (quotes {','.join(config.quotes)}) from {config.base_url} …")
-        tickers = fetch_and_quarantine(
-            ctx,
-            client,
-            lambda: validate_tickers(
-                client.get_json("/tickers", {"quotes": ",".join(config.quotes)}), config.quotes
-            ),
-        )
-        tickers_body = client.last_body
+
+        def fetch_tickers() -> Validated:
+            payload = client.get_json("/tickers", {"quotes": ",".join(config.quotes)})
+            tickers = validate_tickers(payload, config.quotes)
+            # Checked before /global: a refused payload costs no second request.
+            check_shrink(
+                "/tickers", len(tickers.rows), state["last_coin_count"], config.accept_shrink
+            )
+            return tickers
+
+        tickers = fetch_and_quarantine(ctx, client, fetch_tickers)
         ctx.say(f"  {len(tickers.rows):,} coins received; fetching /global …")
         global_data = fetch_and_quarantine(
             ctx, client, lambda: validate_global(client.get_json("/global"))
@@ -136,11 +147,6 @@ def _collect_locked(ctx: RunContext) -> int:
     stats.coin_count = len(coins)
     stats.expected_count = expected_coin_count(config, global_data)
     stats.duplicates_dropped = tickers.duplicates_dropped
-    try:
-        check_shrink("/tickers", len(coins), state["last_coin_count"], config.accept_shrink)
-    except BadApiData:
-        quarantine(config.out_dir, tickers_body)
-        raise
     return _commit_snapshot(ctx, store, state, coins, global_data, ledger)
 
 
@@ -409,7 +415,7 @@ def fetch_coin_catalogue(ctx: RunContext) -> int:
     prepare_out_dir(ctx)
     config = ctx.config
     with run_lock(ctx, ".coins.lock"):
-        clean_orphans(config.out_dir)
+        clean_orphans(config.out_dir, (COINS_JSON, COINS_LIST))
         ledger = RequestLedger(config.out_dir)
         ledger.check_can_run(1, config.monthly_budget, config.force)
         client = api_client(ctx, ledger)

@@ -111,13 +111,22 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
-def remove_orphan_temps(directory: Path, min_age_s: float = 0.0) -> list[Path]:
-    """Delete `.*.tmp` files a killed run left behind (call while holding the run lock)."""
+STALE_TEMP_AGE_S = 3600.0
+
+
+def remove_orphan_temps(directory: Path, owned: tuple[str, ...] | None = None) -> list[Path]:
+    """Delete `.*.tmp` files a killed run left behind.
+
+    Temps of files the caller's lock protects (`owned` target names; None: the whole
+    directory) go at once; any other temp only when older than an hour, since another
+    script may be writing it right now.
+    """
     removed: list[Path] = []
     now = time.time()
     for tmp in directory.glob(f".*{TEMP_SUFFIX}"):
+        mine = owned is None or any(tmp.name.startswith(f".{name}.") for name in owned)
         try:
-            if now - tmp.stat().st_mtime >= min_age_s:
+            if mine or now - tmp.stat().st_mtime >= STALE_TEMP_AGE_S:
                 tmp.unlink()
                 removed.append(tmp)
         except FileNotFoundError:

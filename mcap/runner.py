@@ -166,13 +166,12 @@ class RunContext:
                 ledger = RequestLedger(self.config.out_dir).load()
                 stats.requests_this_month = ledger["month_requests"]
                 stats.blocked_until = ledger.get("blocked_until")
+            with contextlib.suppress(OSError):
+                stats.history_total_bytes = HistoryStore(self.config.out_dir).total_bytes()
         if self.past_lock and self.writes_stats:
             code = self._write_stats(code)
         if code == ExitCode.OK and log_failure():
             print(f"{self.config.script}: warning: {log_failure()}", file=sys.stderr)
-        if self.past_lock:
-            with contextlib.suppress(OSError):
-                stats.history_total_bytes = HistoryStore(self.config.out_dir).total_bytes()
         if self.logging_ready and not self.lock_refused:
             log.info(
                 "run end status=%s exit=%d coins=%s requests=%d retries=%d duration=%.2fs%s",
@@ -299,12 +298,11 @@ def prepare_out_dir(ctx: RunContext) -> None:
     check_writable(ensure_dir(ctx.config.out_dir))
 
 
-def clean_orphans(*directories: Path) -> None:
-    """Temp files of a killed run; only called while holding the run lock."""
-    for directory in directories:
-        if directory.is_dir():
-            for orphan in remove_orphan_temps(directory):
-                log.info("removed orphan temp file %s", orphan.name)
+def clean_orphans(directory: Path, owned: tuple[str, ...] | None) -> None:
+    """Temp files of a killed run; call while holding the lock that guards `owned` files."""
+    if directory.is_dir():
+        for orphan in remove_orphan_temps(directory, owned):
+            log.info("removed orphan temp file %s", orphan.name)
 
 
 def api_client(ctx: RunContext, ledger: RequestLedger) -> ApiClient:

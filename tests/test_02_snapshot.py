@@ -106,6 +106,7 @@ def test_snapshot_files_follow_the_contract(api, out):
     assert stats["status"] == "ok" and stats["exit_code"] == 0 and stats["error"] is None
     assert stats["coin_count"] == 12_000 and stats["requests_made"] == 2
     assert stats["retries"] == 0 and stats["requests_this_month"] == 2
+    assert stats["history_total_bytes"] >= stats["history_bytes_appended"] > 0
     ledger = json.loads((out / "request_ledger.json").read_bytes())
     assert ledger["month_requests"] == 2
     log = (out / "collection.log").read_text()
@@ -214,6 +215,7 @@ def test_persistent_5xx_exits_69_and_keeps_previous_files(api, out):
     assert {k: after[k] for k in before} == before
     stats = json.loads((out / "latest_stats.json").read_bytes())
     assert stats["status"] == "failed" and stats["exit_code"] == 69 and "503" in stats["error"]
+    assert stats["history_total_bytes"] > 0 and stats["last_success_at"] is not None
 
 
 def test_html_with_200_exits_65_and_is_quarantined(api, out):

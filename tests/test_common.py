@@ -217,10 +217,17 @@ def test_atomic_write_failure_keeps_old_file(tmp_path, monkeypatch):
 
 def test_orphan_temps_are_removed(tmp_path):
     (tmp_path / ".market_cap_snapshot.json.abc.tmp").write_text("x")
+    (tmp_path / ".coins_list.txt.def.tmp").write_text("x")  # another script's, maybe in use
+    old = tmp_path / ".request_ledger.json.ghi.tmp"
+    old.write_text("x")
+    os.utime(old, (1, 1))  # hours old: nobody is writing it any more
     (tmp_path / "keep.json").write_text("x")
-    removed = remove_orphan_temps(tmp_path)
-    assert [p.name for p in removed] == [".market_cap_snapshot.json.abc.tmp"]
-    assert [p.name for p in tmp_path.iterdir()] == ["keep.json"]
+    removed = remove_orphan_temps(tmp_path, ("market_cap_snapshot.json",))
+    assert sorted(p.name for p in removed) == [
+        ".market_cap_snapshot.json.abc.tmp",
+        ".request_ledger.json.ghi.tmp",
+    ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".coins_list.txt.def.tmp", "keep.json"]
 
 
 # --- ledger -------------------------------------------------------------------------------------
