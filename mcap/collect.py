@@ -6,12 +6,14 @@ import json
 import logging
 import math
 import re
+import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from .config import FREE_PLAN_TICKER_CAP, Config
-from .errors import CollectorError, ExitCode, Interrupted
+from .errors import CollectorError, ExitCode, Interrupted, WriteError
 from .fsio import commit_temp, discard_temp, write_temp
 from .history import Commit, HistoryStore
 from .ledger import RequestLedger, next_month_start, parse_iso
@@ -55,6 +57,7 @@ COINS_JSON = "coins_metadata.json"
 COINS_LIST = "coins_list.txt"
 CALLS_PER_SNAPSHOT = 2  # one /tickers + one /global: /tickers has no pagination
 API_REFRESH_MIN = 5
+FREE_SPACE_MARGIN = 1_000_000
 
 
 def snapshot_id_for(collected_at: str) -> str:
@@ -69,11 +72,17 @@ def expected_coin_count(config: Config, global_data: dict[str, Any]) -> int | No
     return min(FREE_PLAN_TICKER_CAP, int(active)) if config.plan == "free" else int(active)
 
 
-def _replace_files(bodies: dict[Path, bytes], commit: Any = None) -> bool:
+def _replace_files(
+    bodies: dict[Path, bytes], commit: Callable[[], bool] | None = None, extra_bytes: int = 0
+) -> bool:
     """Write every body to a temp file first; then (optionally) commit history, then rename.
 
     Any failure before the renames leaves every target as it was.
+
+    Raises:
+        WriteError: not enough free space (checked first), or the disk refused a write.
     """
+    check_free_space(next(iter(bodies)).parent, sum(map(len, bodies.values())) + extra_bytes)
     temps: dict[Path, Path] = {}
     try:
         for path, body in bodies.items():
@@ -88,6 +97,16 @@ def _replace_files(bodies: dict[Path, bytes], commit: Any = None) -> bool:
         for tmp in temps.values():
             if tmp.exists():
                 discard_temp(tmp)
+
+
+def check_free_space(directory: Path, needed: int) -> None:
+    """Atomic replace needs room for old and new copies side by side (reliability.md §1.2)."""
+    free = shutil.disk_usage(directory).free
+    if free < needed + FREE_SPACE_MARGIN:
+        raise WriteError(
+            f"not enough free space in {directory}: this run writes {needed / 1e6:.1f} MB, "
+            f"{free / 1e6:.1f} MB free (keeping {FREE_SPACE_MARGIN / 1e6:.0f} MB spare)"
+        )
 
 
 def collect_snapshot(ctx: RunContext) -> int:
@@ -210,7 +229,7 @@ def _commit_snapshot(
         out / SNAPSHOT_CSV: csv_bytes(coins, config.quotes, collected_at),
     }
     commit = Commit(collected_at, snapshot_id, rows, len(coins), last_updated, summary)
-    if not _replace_files(bodies, lambda: store.commit(commit)):
+    if not _replace_files(bodies, lambda: store.commit(commit), extra_bytes=len(rows)):
         return ctx.skip(f"snapshot {collected_at} was already in the history")
     stats.snapshot_id, stats.collected_at = snapshot_id, collected_at
     stats.history_rows_appended, stats.history_bytes_appended = len(coins), len(rows)
