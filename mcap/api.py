@@ -10,7 +10,7 @@ import random
 import time
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import requests
@@ -18,12 +18,12 @@ import urllib3
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
 from .config import Config
-from .errors import ApiUnavailable, AuthOrPlanError, BadApiData, DeadlineExceeded
+from .errors import ApiUnavailable, AuthOrPlanError, BadApiData, DeadlineExceeded, UsageError
 from .ledger import RequestLedger
 
 log = logging.getLogger(__name__)
 
-USER_AGENT = "mcap-collector/0.1 (+https://github.com/; requests)"
+USER_AGENT = "mcap-collector/0.1 (python-requests)"
 RETRY_AFTER_CAP_S = 120.0
 BACKOFF_CAP_S = 30.0
 ERROR_BODY_LIMIT = 64 * 1024
@@ -61,7 +61,6 @@ class RequestCounter:
 
     attempts: int = 0
     retries: int = 0
-    calls: dict[str, int] = field(default_factory=dict)
     bytes_received: int = 0
 
 
@@ -194,7 +193,6 @@ class ApiClient:
             AuthOrPlanError: 401/402/403 (78).
             BudgetExceeded: the ledger refused the next attempt (75).
         """
-        self.counter.calls[path] = self.counter.calls.get(path, 0) + 1
         retrying = Retrying(
             retry=retry_if_exception_type(TransientError),
             stop=stop_after_attempt(self.config.max_attempts) | self._stop_before_deadline,
@@ -253,6 +251,10 @@ class ApiClient:
         except (requests.ConnectionError, requests.Timeout) as exc:
             self.deadline.check(f"waiting for {path}")
             raise TransientError(f"{type(exc).__name__} on GET {path}") from exc
+        except (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema) as exc:
+            raise UsageError(f"invalid base URL {self.config.base_url!r}: {exc}") from exc
+        except requests.RequestException as exc:  # e.g. TooManyRedirects: retrying won't help
+            raise BadApiData(f"GET {path} failed: {type(exc).__name__}: {exc}") from exc
         with response:
             if response.status_code != 200:
                 self._raise_for_status(path, response)

@@ -28,7 +28,7 @@ from .fsio import (
     remove_orphan_temps,
 )
 from .history import HistoryStore
-from .ledger import LEDGER_NAME, RequestLedger
+from .ledger import RequestLedger
 from .logsetup import log_failure, setup_logging, utc_iso
 
 log = logging.getLogger(__name__)
@@ -320,20 +320,3 @@ def fetch_and_quarantine(ctx: RunContext, client: ApiClient, fetch: Callable[[],
     except BadApiData:
         quarantine(ctx.config.out_dir, client.last_body)
         raise
-
-
-__all__ = [
-    "GUARD",
-    "LEDGER_NAME",
-    "RunContext",
-    "RunStats",
-    "HistoryStore",
-    "api_client",
-    "clean_orphans",
-    "fetch_and_quarantine",
-    "is_production",
-    "prepare_out_dir",
-    "quarantine",
-    "run_lock",
-    "run_main",
-]
