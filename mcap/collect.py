@@ -141,7 +141,9 @@ def _collect_locked(ctx: RunContext) -> int:
                 f"--min-interval {config.min_interval_s / 60:g} min; no request made"
             )
     ledger = RequestLedger(config.out_dir)
-    ledger.check_can_run(CALLS_PER_SNAPSHOT, config.monthly_budget, config.force)
+    ledger.check_can_run(
+        CALLS_PER_SNAPSHOT, config.max_attempts, config.monthly_budget, config.force
+    )
     client = api_client(ctx, ledger)
     try:
         ctx.say(f"Fetching /tickers (quotes {','.join(config.quotes)}) from {config.base_url} …")
@@ -436,7 +438,7 @@ def fetch_coin_catalogue(ctx: RunContext) -> int:
     with run_lock(ctx, ".coins.lock"):
         clean_orphans(config.out_dir, (COINS_JSON, COINS_LIST))
         ledger = RequestLedger(config.out_dir)
-        ledger.check_can_run(1, config.monthly_budget, config.force)
+        ledger.check_can_run(1, config.max_attempts, config.monthly_budget, config.force)
         client = api_client(ctx, ledger)
         try:
             ctx.say(f"Fetching /coins from {config.base_url} …")

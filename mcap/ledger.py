@@ -126,8 +126,14 @@ class RequestLedger:
             self._save(data, now)
             return data["month_requests"]
 
-    def check_can_run(self, needed: int, budget: int | None, force: bool) -> dict[str, Any]:
-        """Refuse before any request: quota block (78) or not enough budget left (75)."""
+    def check_can_run(
+        self, calls: int, attempts_per_call: int, budget: int | None, force: bool
+    ) -> dict[str, Any]:
+        """Refuse before any request: quota block (78) or no room for the worst case (75).
+
+        The worst case is every call using all its retries; a run that could not afford it
+        makes no request at all, so the budget holds even in a 5xx storm.
+        """
         now = time.time()
         data = self.load(now)
         if data["blocked_until"] and not force:
@@ -135,10 +141,12 @@ class RequestLedger:
                 f"API quota blocked until {data['blocked_until']} "
                 f"({data.get('blocked_reason') or 'HTTP 402'})"
             )
-        if budget is not None and data["month_requests"] + needed > budget:
+        worst_case = calls * attempts_per_call
+        if budget is not None and data["month_requests"] + worst_case > budget:
             raise BudgetExceeded(
                 f"request budget exhausted: {data['month_requests']} of {budget} calls used this "
-                f"month, this run needs {needed}; the budget resets {next_month_start(now)}"
+                f"month, this run may need up to {worst_case} ({calls} requests, each with up to "
+                f"{attempts_per_call - 1} retries); the budget resets {next_month_start(now)}"
             )
         return data
 

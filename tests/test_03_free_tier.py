@@ -96,11 +96,15 @@ def test_budget_too_small_exits_75_without_requests(free_api, out):
     assert stats["exit_code"] == 75 and stats["status"] == "failed"
 
 
-def test_budget_is_never_exceeded_by_retries(free_api, out):
+def test_budget_must_cover_the_worst_case_retries(free_api, out):
     free_api.add_fault("/tickers", "status", status=503, times=-1)
-    result = collect(free_api, out, "--monthly-budget", "2")
-    assert result.returncode == 75
-    assert free_api.count() == 2 and ledger(out)["month_requests"] == 2
+    # --retries 2: 2 calls × 3 attempts = 6 in the worst case.
+    refused = collect(free_api, out, "--monthly-budget", "5")
+    assert refused.returncode == 75 and free_api.count() == 0
+    assert "up to 6" in refused.stderr
+    storm = collect(free_api, out, "--monthly-budget", "6")
+    assert storm.returncode == 69
+    assert free_api.count() == 3 and ledger(out)["month_requests"] == 3
 
 
 def test_quota_402_blocks_later_runs_until_force(free_api, out):

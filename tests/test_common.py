@@ -240,12 +240,15 @@ def test_ledger_counts_refuses_and_blocks(tmp_path):
     with pytest.raises(BudgetExceeded):
         ledger.record_attempt("s", budget=2)
     with pytest.raises(BudgetExceeded):
-        ledger.check_can_run(2, budget=3, force=False)
+        ledger.check_can_run(2, 1, budget=3, force=False)
+    ledger.check_can_run(1, 1, budget=3, force=False)
+    with pytest.raises(BudgetExceeded):  # worst case: 1 call with 1 retry = 2 > 1 left
+        ledger.check_can_run(1, 2, budget=3, force=False)
     until = ledger.mark_blocked("HTTP 402")
     assert parse_iso(until) > 0 and until.endswith("-01T00:00:00Z")
     with pytest.raises(QuotaBlocked):
-        ledger.check_can_run(1, budget=None, force=False)
-    ledger.check_can_run(1, budget=None, force=True)
+        ledger.check_can_run(1, 1, budget=None, force=False)
+    ledger.check_can_run(1, 1, budget=None, force=True)
     data = ledger.load()
     assert data["month_requests"] == 2 and data["by_script"] == {"s": 2}
 
