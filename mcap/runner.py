@@ -19,7 +19,14 @@ from typing import Any
 
 from .api import ApiClient, Deadline, RequestCounter
 from .config import SCRIPT_PRODUCTION, Config, parse_config
-from .errors import BadApiData, CollectorError, ExitCode, Interrupted, LockBusy
+from .errors import (
+    BadApiData,
+    CollectorError,
+    DeadlineExceeded,
+    ExitCode,
+    Interrupted,
+    LockBusy,
+)
 from .fsio import (
     FileLock,
     atomic_write_bytes,
@@ -39,20 +46,34 @@ REJECTED_DIR = "rejected"
 REJECTED_KEEP = 5
 
 
+# The network code checks the deadline itself; this alarm is the backstop for anything else
+# that could stall a run (a slow disk, a stuck name lookup between two checks).
+DEADLINE_GRACE_S = 30.0
+
+
 class SignalGuard:
-    """SIGTERM/SIGINT raise Interrupted so cleanup runs; deferred inside a commit."""
+    """SIGTERM/SIGINT/deadline alarm raise so cleanup runs; deferred inside a commit."""
 
     def __init__(self) -> None:
         self._depth = 0
-        self._pending: Interrupted | None = None
+        self._pending: CollectorError | None = None
+        self._deadline_s = 0.0
 
-    def install(self) -> None:
+    def install(self, deadline_s: float) -> None:
         signal.signal(signal.SIGTERM, self._handle)
         signal.signal(signal.SIGINT, self._handle)
+        signal.signal(signal.SIGALRM, self._handle)
+        self._deadline_s = deadline_s
+        signal.setitimer(signal.ITIMER_REAL, deadline_s + DEADLINE_GRACE_S)
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
+        error: CollectorError
         if signum == signal.SIGTERM:
             error = Interrupted("SIGTERM", ExitCode.SIGTERM)
+        elif signum == signal.SIGALRM:
+            error = DeadlineExceeded(
+                f"run deadline of {self._deadline_s:g}s (+{DEADLINE_GRACE_S:g}s grace) passed"
+            )
         else:
             error = Interrupted("SIGINT", ExitCode.SIGINT)
         if self._depth:
@@ -213,7 +234,7 @@ def run_main(
     """Parse, run, and map the outcome to the contract's exit code (the only place that does)."""
     config = parse_config(script, description, argv, environ)  # argparse exits 2 itself
     ctx = RunContext(config, writes_stats)
-    GUARD.install()
+    GUARD.install(config.deadline_s)
     error: str | None = None
     try:
         try:
@@ -243,8 +264,10 @@ def run_main(
             traceback.print_exc()
     try:
         return ctx.finish(code, error)
-    except Interrupted as exc:  # a second signal while finishing
+    except CollectorError as exc:  # a second signal (or the alarm) while finishing
         return int(exc.exit_code)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
 
 
 @contextlib.contextmanager

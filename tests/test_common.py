@@ -495,3 +495,32 @@ def test_log_rotation_keeps_every_line(tmp_path, monkeypatch):
     assert kept == list(range(3000 - len(kept), 3000))  # the newest lines, none missing
     assert all(f.stat().st_size <= 20_000 + 200 for f in files)
     assert not any("sk-SECRET" in ln for ln in lines) and "<redacted>" in lines[0]
+
+
+def test_deadline_alarm_is_a_backstop_and_waits_for_a_commit(monkeypatch):
+    import signal
+    import time
+
+    from mcap import runner
+    from mcap.errors import DeadlineExceeded
+
+    monkeypatch.setattr(runner, "DEADLINE_GRACE_S", 0.0)
+    saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGALRM)}
+    guard = runner.SignalGuard()
+    try:
+        guard.install(0.2)
+        started = time.monotonic()
+        with pytest.raises(DeadlineExceeded):
+            time.sleep(5)  # a stall no network timeout would catch
+        assert time.monotonic() - started < 2
+        finished = []
+        guard.install(0.2)
+        with pytest.raises(DeadlineExceeded):
+            with guard.critical():
+                time.sleep(0.5)  # the alarm fires here, but the commit runs to its end
+                finished.append(True)
+        assert finished == [True]
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)
