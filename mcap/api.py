@@ -7,6 +7,7 @@ import json
 import logging
 import math
 import random
+import re
 import time
 import zlib
 from collections.abc import Callable
@@ -134,6 +135,9 @@ def error_text(body: bytes) -> str:
     except ValueError:
         pass
     text = body.decode("utf-8", "replace").strip()
+    title = re.search(r"<title[^>]*>(.*?)</title>", text, re.IGNORECASE | re.DOTALL)
+    if title:
+        return "HTML page titled " + " ".join(title.group(1).split())[:150]
     first = text.splitlines()[0] if text else "(empty body)"
     return first[:200]
 
@@ -317,10 +321,13 @@ class ApiClient:
         raise BadApiData(message, hint="the request was refused; check --quotes and --base-url")
 
     def _decode(self, path: str, response: requests.Response, body: bytes) -> Any:
-        content_type = response.headers.get("Content-Type", "")
-        head = body.lstrip()[:1]
-        if "html" in content_type.lower() or head == b"<":
-            raise BadApiData(f"{path} answered HTML instead of JSON ({error_text(body)})")
+        # Judged by the body, not the label: a JSON body is used whatever its Content-Type,
+        # and an HTML page (Cloudflare, a captive portal) is refused even when labelled JSON.
+        if body.lstrip()[:1] == b"<":
+            content_type = response.headers.get("Content-Type", "?")
+            raise BadApiData(
+                f"{path} answered HTML ({content_type}) instead of JSON: {error_text(body)}"
+            )
         if not body.strip():
             raise BadApiData(f"{path} answered 200 with an empty body")
         try:
