@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -36,3 +37,40 @@ def test_every_exit_code_is_in_the_readme():
 def test_readme_gives_the_two_setup_commands():
     readme = (ROOT / "README.md").read_text()
     assert "uv run 02_fetch_all_market_caps.py" in readme and "uv run pytest" in readme
+
+
+def test_readme_cron_line_works_in_a_cron_like_environment(free_api, tmp_path):
+    """The README's 04 cron line, run as cron would: env -i, cwd $HOME, bare PATH."""
+    import shutil
+    import subprocess
+
+    uv = shutil.which("uv")
+    if uv is None:
+        pytest.skip("uv is not on PATH")
+    readme = (ROOT / "README.md").read_text()
+    line = next(x for x in readme.splitlines() if x.startswith("*/30 ") and "04_" in x)
+    command = line.split(" ", 5)[5]
+    out = tmp_path / "data"
+    out.mkdir()
+    command = (
+        command.replace("/path/to/repo", str(ROOT))
+        .replace("/usr/local/bin/uv", uv)
+        .replace("/srv/mcap/data", str(out))
+        .replace(
+            "04_production_collector.py", f"04_production_collector.py --base-url {free_api.url}"
+        )
+    )
+    home = tmp_path / "home"
+    home.mkdir()
+    result = subprocess.run(
+        ["env", "-i", f"HOME={home}", "PATH=/usr/bin:/bin", "sh", "-c", command],
+        cwd=home,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, (command, result.stderr)
+    assert (out / "cron.log").read_text() == ""  # --quiet: nothing on success
+    stats = json.loads((out / "latest_stats.json").read_bytes())
+    assert stats["status"] == "ok" and stats["coin_count"] == 2_000
+    assert free_api.count() == 2
