@@ -15,7 +15,7 @@ from typing import Any
 from .config import FREE_PLAN_TICKER_CAP, Config
 from .errors import CollectorError, ExitCode, Interrupted, WriteError
 from .fsio import commit_temp, discard_temp, write_temp
-from .history import Commit, HistoryStore
+from .history import Commit, Diff, HistoryStore
 from .ledger import RequestLedger, next_month_start, parse_iso
 from .logsetup import utc_iso
 from .runner import (
@@ -179,6 +179,7 @@ def _commit_snapshot(
     global_data: dict[str, Any],
     ledger: RequestLedger,
 ) -> int:
+    """Skip unchanged data; otherwise write the three files and the history as one commit."""
     config, stats = ctx.config, ctx.stats
     collected_at = utc_iso()
     snapshot_id = snapshot_id_for(collected_at)
@@ -193,50 +194,14 @@ def _commit_snapshot(
     if snapshot_id == state["last_snapshot_id"]:
         return ctx.skip(f"a snapshot was already committed in second {snapshot_id}")
     rows = history_bytes(coins, collected_at, config.quotes)
-    summary = {
-        "ts": collected_at,
-        "snapshot_id": snapshot_id,
-        "coin_count": len(coins),
-        "expected_count": stats.expected_count,
-        "market_cap_usd": global_data.get("market_cap_usd"),
-        "requests": ctx.counter.attempts,
-        "retries": ctx.counter.retries,
-        "appeared": len(diff.appeared),
-        "disappeared": len(diff.disappeared),
-        "appeared_ids": diff.appeared,
-        "disappeared_ids": diff.disappeared,
-        "changed": diff.changed,
-        "data_changed": True,
-        "duplicates_dropped": stats.duplicates_dropped,
-        "previous_ts": diff.previous_ts,
-        "quotes": list(config.quotes),
-        "plan": config.plan,
-        "script": config.script,
-    }
-    header = {
-        "snapshot_id": snapshot_id,
-        "collected_at": collected_at,
-        "source": config.base_url,
-        "quotes": list(config.quotes),
-        "plan": config.plan,
-        "expected_count": stats.expected_count,
-        "duplicates_dropped": stats.duplicates_dropped,
-        "global": global_data,
-    }
-    out = config.out_dir
-    encoded = encode_coins(coins)
-    bodies = {
-        out / SNAPSHOT_JSON: snapshot_json_bytes(header, encoded),
-        out / SNAPSHOT_JSONL: snapshot_jsonl_bytes(encoded, collected_at),
-        out / SNAPSHOT_CSV: csv_bytes(coins, config.quotes, collected_at),
-    }
+    summary = _snapshots_line(ctx, collected_at, snapshot_id, coins, global_data, diff)
+    bodies = _snapshot_files(ctx, collected_at, snapshot_id, coins, global_data)
     commit = Commit(collected_at, snapshot_id, rows, len(coins), last_updated, summary)
     if not _replace_files(bodies, lambda: store.commit(commit), extra_bytes=len(rows)):
         return ctx.skip(f"snapshot {collected_at} was already in the history")
     stats.snapshot_id, stats.collected_at = snapshot_id, collected_at
     stats.history_rows_appended, stats.history_bytes_appended = len(coins), len(rows)
     stats.history_snapshot_count = state["snapshot_count"] + 1
-    stats.history_total_bytes = store.total_bytes()
     stats.last_success_at = collected_at
     stats.files = {path.name: len(body) for path, body in bodies.items()}
     if config.force:
@@ -259,6 +224,65 @@ def _commit_snapshot(
     )
     print_summary(ctx, coins, global_data)
     return ExitCode.OK
+
+
+def _snapshots_line(
+    ctx: RunContext,
+    collected_at: str,
+    snapshot_id: str,
+    coins: list[dict[str, Any]],
+    global_data: dict[str, Any],
+    diff: Diff,
+) -> dict[str, Any]:
+    """The history/snapshots.jsonl line for this snapshot."""
+    config, stats = ctx.config, ctx.stats
+    return {
+        "ts": collected_at,
+        "snapshot_id": snapshot_id,
+        "coin_count": len(coins),
+        "expected_count": stats.expected_count,
+        "market_cap_usd": global_data.get("market_cap_usd"),
+        "requests": ctx.counter.attempts,
+        "retries": ctx.counter.retries,
+        "appeared": len(diff.appeared),
+        "disappeared": len(diff.disappeared),
+        "appeared_ids": diff.appeared,
+        "disappeared_ids": diff.disappeared,
+        "changed": diff.changed,
+        "data_changed": True,
+        "duplicates_dropped": stats.duplicates_dropped,
+        "previous_ts": diff.previous_ts,
+        "quotes": list(config.quotes),
+        "plan": config.plan,
+        "script": config.script,
+    }
+
+
+def _snapshot_files(
+    ctx: RunContext,
+    collected_at: str,
+    snapshot_id: str,
+    coins: list[dict[str, Any]],
+    global_data: dict[str, Any],
+) -> dict[Path, bytes]:
+    """market_cap_snapshot.json / .jsonl / .csv, serialised (CONTRACT "Files")."""
+    config, stats = ctx.config, ctx.stats
+    header = {
+        "snapshot_id": snapshot_id,
+        "collected_at": collected_at,
+        "source": config.base_url,
+        "quotes": list(config.quotes),
+        "plan": config.plan,
+        "expected_count": stats.expected_count,
+        "duplicates_dropped": stats.duplicates_dropped,
+        "global": global_data,
+    }
+    encoded = encode_coins(coins)
+    return {
+        config.out_dir / SNAPSHOT_JSON: snapshot_json_bytes(header, encoded),
+        config.out_dir / SNAPSHOT_JSONL: snapshot_jsonl_bytes(encoded, collected_at),
+        config.out_dir / SNAPSHOT_CSV: csv_bytes(coins, config.quotes, collected_at),
+    }
 
 
 def record_gap_if_any(ctx: RunContext, store: HistoryStore, previous: str, current: str) -> None:
