@@ -254,18 +254,7 @@ def test_non_finite_numbers_exit_65_and_never_reach_disk(api, out, kind):
 def test_hanging_server_ends_within_the_deadline(api, out):
     api.add_fault("/tickers", "hang", times=-1, seconds=60)
     started = time.monotonic()
-    result = run_script(
-        SCRIPT,
-        "--base-url",
-        api.url,
-        "--out-dir",
-        str(out),
-        "--timeout",
-        "2",
-        "--deadline",
-        "6",
-        env=PAID_ENV,
-    )
+    result = snapshot(api, out, "--timeout", "2", "--deadline", "6")
     elapsed = time.monotonic() - started
     assert result.returncode == 69
     assert elapsed < 15
@@ -274,18 +263,7 @@ def test_hanging_server_ends_within_the_deadline(api, out):
 def test_trickling_body_is_stopped_by_the_deadline(api, out):
     api.add_fault("/tickers", "trickle", times=-1, seconds=60, interval=0.2)
     started = time.monotonic()
-    result = run_script(
-        SCRIPT,
-        "--base-url",
-        api.url,
-        "--out-dir",
-        str(out),
-        "--timeout",
-        "5",
-        "--deadline",
-        "4",
-        env=PAID_ENV,
-    )
+    result = snapshot(api, out, "--timeout", "5", "--deadline", "4")
     assert result.returncode == 69
     assert time.monotonic() - started < 12
     assert "deadline" in result.stderr

@@ -159,18 +159,7 @@ def test_signal_stops_cleanly(api, out, signum, code):
 def test_deadline_bounds_a_429_storm(api, out):
     api.add_fault("/tickers", "status", status=429, times=-1, retry_after="3600")
     started = time.monotonic()
-    result = run_script(
-        SCRIPT,
-        "--base-url",
-        api.url,
-        "--out-dir",
-        str(out),
-        "--deadline",
-        "5",
-        "--retries",
-        "10",
-        env=PAID_ENV,
-    )
+    result = collect(api, out, "--deadline", "5", "--retries", "10")
     assert result.returncode == 69
     assert time.monotonic() - started < 10
     assert api.count("/tickers") == 1  # a one-hour Retry-After cannot fit a 5 s deadline
