@@ -108,7 +108,7 @@ def _clean_number(value: Any) -> Any:
 
 def history_row(coin: dict[str, Any], ts: str, quotes: tuple[str, ...]) -> dict[str, Any]:
     """One compact history line: ts, id, rank, a few figures per quote, supply if given."""
-    row: dict[str, Any] = {"ts": ts, "id": coin["id"], "rank": coin.get("rank")}
+    row: dict[str, Any] = {"ts": ts, "id": coin["id"], "rank": _clean_number(coin.get("rank"))}
     row_quotes = coin.get("quotes") or {}
     for code in quotes:
         quote = row_quotes.get(code) or {}

@@ -12,7 +12,13 @@ log = logging.getLogger(__name__)
 
 TICKER_NUMBERS = ("circulating_supply", "total_supply", "max_supply", "beta_value")
 TICKER_TEXTS = ("name", "symbol", "first_data_at", "last_updated")
-QUOTE_TEXTS = ("ath_date",)
+# Numeric fields of a quote (coinpaprika-api.md §3.4); fields the API may add later pass.
+QUOTE_NUMBERS = frozenset(
+    "price volume_24h volume_24h_change_24h market_cap market_cap_change_24h "
+    "percent_change_15m percent_change_30m percent_change_1h percent_change_6h "
+    "percent_change_12h percent_change_24h percent_change_7d percent_change_30d "
+    "percent_change_1y ath_price percent_from_price_ath".split()
+)
 GLOBAL_REQUIRED = ("market_cap_usd",)
 GLOBAL_NUMBERS = (
     "market_cap_usd",
@@ -52,8 +58,8 @@ def _fail(what: str, index: int, row: Any, problem: str) -> BadApiData:
 
 def _check_rank(what: str, index: int, row: dict[str, Any]) -> None:
     rank = row.get("rank")
-    if rank is None:
-        return
+    if rank is None or rank == "":
+        return  # unranked, like rank 0
     if not _is_number(rank) or rank < 0 or rank != int(rank):
         raise _fail(what, index, row, f"rank {rank!r} is not a non-negative integer")
 
@@ -120,7 +126,7 @@ def validate_tickers(payload: Any, quotes: tuple[str, ...]) -> Validated:
                 raise _fail("/tickers", index, row, f"quotes.{code} is not an object")
             for key, value in quote.items():
                 # Hot loop (12k rows × 17 fields): exact type test first, rare cases after.
-                if type(value) not in _NUMERIC_TYPES and value != "" and key not in QUOTE_TEXTS:
+                if type(value) not in _NUMERIC_TYPES and value != "" and key in QUOTE_NUMBERS:
                     raise _fail("/tickers", index, row, f"quotes.{code}.{key} is {value!r}")
     for code, count in missing.items():
         if count * 2 > len(result.rows):

@@ -137,7 +137,11 @@ def ticker(ident: str, rank: int | None = 1, **quote) -> dict:
 
 
 def test_validate_tickers_accepts_null_empty_and_drops_duplicates():
-    rows = [ticker("a", ath_price=None, volume_24h=""), ticker("b"), ticker("a")]
+    rows = [
+        ticker("a", ath_price=None, volume_24h="", ath_source="new text field"),
+        {**ticker("b"), "rank": ""},
+        ticker("a"),
+    ]
     result = validate_tickers(rows, ("USD",))
     assert [r["id"] for r in result.rows] == ["a", "b"]
     assert result.duplicates_dropped == 1 and result.duplicate_ids == ["a"]
