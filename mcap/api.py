@@ -302,7 +302,10 @@ class ApiClient:
             body = self._read_body(path, response, limit=ERROR_BODY_LIMIT)
         except TransientError:
             body = b""
-        message = f"HTTP {status} from {path}: {error_text(body)}"
+        text = error_text(body)
+        if self.config.api_key:  # an API that echoes the key must not get it into any file
+            text = text.replace(self.config.api_key, "<redacted>")
+        message = f"HTTP {status} from {path}: {text}"
         if status == 429 or status == 408 or 500 <= status <= 599:
             raise TransientError(message, parse_retry_after(response.headers.get("Retry-After")))
         if status == 402:

@@ -154,12 +154,16 @@ class RunContext:
         self.writes_stats = writes_stats
         self.past_lock = False
         self.lock_refused = False
+        self.stdout_broken = False
         self.logging_ready = False
 
     def say(self, text: str = "") -> None:
         """Progress and summary on stdout, unless --quiet."""
-        if not self.config.quiet:
-            print(text, flush=True)
+        if not self.config.quiet and not self.stdout_broken:
+            try:
+                print(text, flush=True)
+            except OSError:  # a closed pipe or full stdout must not cost the snapshot
+                self.stdout_broken = True
 
     def skip(self, reason: str) -> ExitCode:
         self.stats.status = "skipped"

@@ -351,3 +351,29 @@ def test_base_url_from_environment(api, out):
     result = run_script(SCRIPT, "--out-dir", str(out), *FAST, env=env)
     assert result.returncode == 0, result.stderr
     assert api.count() == 2
+
+
+def test_key_echoed_by_the_api_is_redacted_everywhere(api, out):
+    api.add_fault("/tickers", "status", status=402, body=f"key {API_KEY} exceeded its quota")
+    result = snapshot(api, out)
+    assert result.returncode == 78 and API_KEY not in result.stderr
+    for path in out.rglob("*"):
+        if path.is_file():
+            assert API_KEY.encode() not in path.read_bytes(), path
+
+
+def test_closed_stdout_does_not_lose_the_snapshot(api, out):
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / SCRIPT), "--base-url", api.url, "--out-dir", str(out), *FAST],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**__import__("os").environ, **PAID_ENV},
+    )
+    proc.stdout.close()  # like `| head -0`
+    assert proc.wait(timeout=120) == 0
+    assert json.loads((out / "latest_stats.json").read_bytes())["status"] == "ok"
