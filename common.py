@@ -3,6 +3,19 @@
 The logic lives in the small `mcap` package; this module names what scripts may call.
 """
 
+import signal
+import sys
+
+
+def _stop_early(signum: int, frame: object) -> None:
+    # A signal during start-up (imports take a moment) ends the run quietly with the
+    # contract's code; the runner installs its own handlers before any work starts.
+    sys.exit(128 + signum)
+
+
+for _signum in (signal.SIGTERM, signal.SIGINT):
+    signal.signal(_signum, _stop_early)
+
 from mcap.api import ApiClient, Deadline, fetch_paginated, parse_json_strict
 from mcap.collect import (
     collect_snapshot,

@@ -21,6 +21,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_aft
 from .config import Config
 from .errors import ApiUnavailable, AuthOrPlanError, BadApiData, DeadlineExceeded, UsageError
 from .ledger import RequestLedger
+from .redact import redact
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,7 @@ USER_AGENT = "mcap-collector/0.1 (python-requests)"
 RETRY_AFTER_CAP_S = 120.0
 BACKOFF_CAP_S = 30.0
 ERROR_BODY_LIMIT = 64 * 1024
+REJECTED_PREFIX_BYTES = 8 * 1024 * 1024
 BODY_CHUNK = 256 * 1024
 # A free-tier 402 on these endpoints means "monthly quota used up" (coinpaprika-api.md §12.7).
 QUOTA_ENDPOINTS = ("/tickers", "/global", "/coins")
@@ -105,25 +107,90 @@ def _looks_truncated(exc: json.JSONDecodeError) -> bool:
     return exc.msg.startswith("Unterminated string") or exc.pos >= len(exc.doc.rstrip()) - 1
 
 
-def _decode_content(path: str, encoding: str, chunks: list[bytes], complete: bool) -> bytes:
-    """Undo gzip/deflate; a compressed stream that stops early is a cut-off transfer."""
-    data = b"".join(chunks)
-    encoding = encoding.strip().lower()
-    if encoding in ("", "identity"):
+class BodyTooLarge(BadApiData):
+    hint = "raise --max-download-mb / --max-body-mb if the API really sends that much"
+
+
+class BodyReader:
+    """Collects a response body within the download and decoded limits, decoding as it goes.
+
+    Decompression is ours and incremental (`max_length`), so a gzip bomb stops at the
+    decoded limit instead of filling memory, and a compressed stream that ends early is
+    detected as a cut-off transfer instead of silently yielding half a body.
+    """
+
+    def __init__(self, path: str, encoding: str, max_download: int, max_body: int) -> None:
+        self.path = path
+        self.encoding = encoding.strip().lower()
+        self.max_download, self.max_body = max_download, max_body
+        self.received = 0
+        self.decoded = 0
+        self._parts: list[bytes] = []
+        self._decoder: Any = None
+        if self.encoding in ("gzip", "x-gzip", "deflate"):
+            self._decoder = zlib.decompressobj(zlib.MAX_WBITS | 32)  # gzip or zlib header
+        elif self.encoding not in ("", "identity"):
+            raise TransientError(f"{path}: unsupported Content-Encoding {encoding!r}")
+
+    def feed(self, chunk: bytes) -> None:
+        self.received += len(chunk)
+        if self.received > self.max_download:
+            raise BodyTooLarge(
+                f"{self.path}: response larger than the download limit of "
+                f"{_mb(self.max_download)} (--max-download-mb)"
+            )
+        if self._decoder is None:
+            self._keep(chunk)
+            return
+        data = chunk
+        while data:
+            try:
+                piece = self._decoder.decompress(data, self.max_body - self.decoded + 1)
+            except zlib.error as exc:
+                if self.encoding == "deflate" and self.received == len(chunk):
+                    # Some servers send raw deflate without the zlib header.
+                    self._decoder = zlib.decompressobj(-zlib.MAX_WBITS)
+                    piece = self._decoder.decompress(data, self.max_body - self.decoded + 1)
+                else:
+                    raise TransientError(
+                        f"{self.path}: corrupt {self.encoding} body ({exc})"
+                    ) from exc
+            self._keep(piece)
+            data = self._decoder.unconsumed_tail
+
+    def _keep(self, piece: bytes) -> None:
+        self.decoded += len(piece)
+        if self.decoded > self.max_body:
+            raise BodyTooLarge(
+                f"{self.path}: body larger than the limit of {_mb(self.max_body)} once "
+                "decompressed (--max-body-mb)"
+            )
+        if piece:
+            self._parts.append(piece)
+
+    def prefix(self, size: int) -> bytes:
+        """The first `size` decoded bytes (what rejected/ keeps of an oversized body)."""
+        kept: list[bytes] = []
+        for part in self._parts:
+            kept.append(part[: size - sum(map(len, kept))])
+            if sum(map(len, kept)) >= size:
+                break
+        return b"".join(kept)
+
+    def body(self, complete: bool = True) -> bytes:
+        if self._decoder is not None:
+            self._keep(self._decoder.flush())
+            if complete and not self._decoder.eof:
+                raise TransientError(
+                    f"{self.path}: {self.encoding} body cut off after {self.received} bytes"
+                )
+        data = b"".join(self._parts)
+        self._parts = []
         return data
-    if encoding not in ("gzip", "x-gzip", "deflate"):
-        raise TransientError(f"{path}: unsupported Content-Encoding {encoding!r}")
-    decoder = zlib.decompressobj(zlib.MAX_WBITS | 32)  # gzip or zlib header, auto-detected
-    try:
-        plain = decoder.decompress(data) + decoder.flush()
-    except zlib.error as exc:
-        if encoding != "deflate":
-            raise TransientError(f"{path}: corrupt {encoding} body ({exc})") from exc
-        plain = zlib.decompress(data, -zlib.MAX_WBITS)  # raw deflate, as some servers send
-        return plain
-    if complete and not decoder.eof:
-        raise TransientError(f"{path}: {encoding} body cut off after {len(data)} bytes")
-    return plain
+
+
+def _mb(size: int) -> str:
+    return f"{size / 1_000_000:g} MB"
 
 
 def error_text(body: bytes) -> str:
@@ -132,8 +199,8 @@ def error_text(body: bytes) -> str:
         data = json.loads(body)
         if isinstance(data, dict) and isinstance(data.get("error"), str):
             return data["error"][:200]
-    except ValueError:
-        pass
+    except (ValueError, RecursionError):
+        pass  # not the API's JSON error shape: fall back to the text below
     text = body.decode("utf-8", "replace").strip()
     title = re.search(r"<title[^>]*>(.*?)</title>", text, re.IGNORECASE | re.DOTALL)
     if title:
@@ -166,12 +233,14 @@ class ApiClient:
         deadline: Deadline,
         counter: RequestCounter | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        on_retry: Callable[[str], None] | None = None,
     ) -> None:
         self.config = config
         self.ledger = ledger
         self.deadline = deadline
         self.counter = counter or RequestCounter()
         self._sleep = sleep
+        self._on_retry = on_retry
         self._last_attempt = 0.0
         self.last_body: tuple[str, bytes] | None = None  # for rejected/ when validation fails
         self.session = requests.Session()
@@ -228,7 +297,13 @@ class ApiClient:
         self.counter.retries += 1
         exc = state.outcome.exception() if state.outcome else None
         wait = state.upcoming_sleep or 0.0
-        log.warning("attempt %d failed: %s; retrying in %.1fs", state.attempt_number, exc, wait)
+        text = (
+            f"{exc}: attempt {state.attempt_number} of {self.config.max_attempts} failed; "
+            f"retrying in {wait:.1f}s"
+        )
+        log.warning("%s", text)
+        if self._on_retry is not None:
+            self._on_retry(text)
 
     def _pace(self) -> None:
         gap = self.config.min_request_gap_s - (time.monotonic() - self._last_attempt)
@@ -251,61 +326,85 @@ class ApiClient:
         url = self.config.base_url + path
         log.debug("GET %s %s timeout=%s", path, params, timeout)
         try:
-            response = self.session.get(url, params=params, timeout=timeout, stream=True)
+            # Redirects are never followed: CoinPaprika does not redirect API calls, and every
+            # hop requests' default would follow is a request the ledger could not count.
+            response = self.session.get(
+                url, params=params, timeout=timeout, stream=True, allow_redirects=False
+            )
         except (requests.ConnectionError, requests.Timeout) as exc:
             self.deadline.check(f"waiting for {path}")
             raise TransientError(f"{type(exc).__name__} on GET {path}") from exc
         except (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema) as exc:
             raise UsageError(f"invalid base URL {self.config.base_url!r}: {exc}") from exc
-        except requests.RequestException as exc:  # e.g. TooManyRedirects: retrying won't help
+        except requests.RequestException as exc:
             raise BadApiData(f"GET {path} failed: {type(exc).__name__}: {exc}") from exc
         with response:
             if response.status_code != 200:
                 self._raise_for_status(path, response)
-            body = self._read_body(path, response)
+            reader = self._read_body(path, response)
+            body = reader.body()
         self.last_body = (path, body)
         return self._decode(path, response, body)
 
-    def _read_body(self, path: str, response: requests.Response, limit: int | None = None) -> bytes:
-        """Read the body piecewise, checking the run deadline after every socket read.
+    def _read_body(
+        self, path: str, response: requests.Response, limit: int | None = None
+    ) -> BodyReader:
+        """Read the body piecewise within its size limits, checking the deadline as it goes.
 
         `read1` returns whatever one socket read brings, so a server that trickles bytes
         cannot hold the run past its deadline (reliability.md §4.1: a read timeout alone
-        does not bound the transfer). Decompression is ours, after the transfer, so a
-        gzip stream cut short is detected instead of silently yielding half a body.
+        does not bound the transfer), and the size limits hold whether the server sends a
+        Content-Length, chunks, or a compressed bomb.
         """
-        chunks: list[bytes] = []
-        size = 0
+        config = self.config
+        announced = response.headers.get("Content-Length", "")
+        if limit is None and announced.isdigit() and int(announced) > config.max_download_bytes:
+            raise BodyTooLarge(
+                f"{path}: the API announced {_mb(int(announced))}, more than the download "
+                f"limit of {_mb(config.max_download_bytes)} (--max-download-mb)"
+            )
+        reader = BodyReader(
+            path,
+            response.headers.get("Content-Encoding", ""),
+            config.max_download_bytes,
+            config.max_body_bytes,
+        )
         try:
             while True:
                 chunk = response.raw.read1(BODY_CHUNK, decode_content=False)
                 if not chunk:
                     break
-                chunks.append(chunk)
-                size += len(chunk)
-                self.deadline.check(f"reading {path} ({size} bytes so far)")
-                if limit is not None and size >= limit:
+                try:
+                    reader.feed(chunk)
+                except BodyTooLarge:
+                    self.last_body = (path, reader.prefix(REJECTED_PREFIX_BYTES))
+                    raise
+                self.deadline.check(f"reading {path} ({reader.received} bytes so far)")
+                if limit is not None and reader.received >= limit:
                     break
         except (urllib3.exceptions.HTTPError, OSError, requests.RequestException) as exc:
             self.deadline.check(f"reading {path}")
             raise TransientError(
-                f"incomplete body for {path} after {size} bytes ({type(exc).__name__})"
+                f"incomplete body for {path} after {reader.received} bytes ({type(exc).__name__})"
             ) from exc
-        self.counter.bytes_received += size
-        return _decode_content(
-            path, response.headers.get("Content-Encoding", ""), chunks, complete=limit is None
-        )
+        finally:
+            self.counter.bytes_received += reader.received
+        return reader
 
     def _raise_for_status(self, path: str, response: requests.Response) -> None:
         status = response.status_code
         try:
-            body = self._read_body(path, response, limit=ERROR_BODY_LIMIT)
-        except TransientError:
+            body = self._read_body(path, response, limit=ERROR_BODY_LIMIT).body(complete=False)
+        except (TransientError, BadApiData):
             body = b""
-        text = error_text(body)
-        if self.config.api_key:  # an API that echoes the key must not get it into any file
-            text = text.replace(self.config.api_key, "<redacted>")
-        message = f"HTTP {status} from {path}: {text}"
+        message = redact(f"HTTP {status} from {path}: {error_text(body)}")
+        if 300 <= status <= 399:
+            location = redact(response.headers.get("Location", "(no Location header)"))
+            raise BadApiData(
+                f"HTTP {status} from {path}: redirected to {location[:200]!r}",
+                hint="CoinPaprika does not redirect API calls; check --base-url "
+                "(the redirect was not followed)",
+            )
         if status == 429 or status == 408 or 500 <= status <= 599:
             raise TransientError(message, parse_retry_after(response.headers.get("Retry-After")))
         if status == 402:

@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import re
-import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from .config import FREE_PLAN_TICKER_CAP, Config
-from .errors import CollectorError, ExitCode, Interrupted, WriteError
-from .fsio import commit_temp, discard_temp, write_temp
-from .history import Commit, Diff, HistoryStore
+from .errors import CollectorError, ExitCode, Interrupted, LocalStateError, WriteError
+from .fsio import check_free_space, commit_temp, discard_temp, write_temp
+from .history import (
+    GAPS_NAME,
+    HISTORY_DIR,
+    HISTORY_NAME,
+    SNAPSHOTS_NAME,
+    STATE_NAME,
+    Commit,
+    Diff,
+    HistoryStore,
+)
 from .ledger import RequestLedger, next_month_start, parse_iso
 from .logsetup import utc_iso
 from .runner import (
@@ -24,6 +31,7 @@ from .runner import (
     RunContext,
     api_client,
     clean_orphans,
+    error_line,
     fetch_and_quarantine,
     is_production,
     prepare_out_dir,
@@ -57,7 +65,6 @@ COINS_JSON = "coins_metadata.json"
 COINS_LIST = "coins_list.txt"
 CALLS_PER_SNAPSHOT = 2  # one /tickers + one /global: /tickers has no pagination
 API_REFRESH_MIN = 5
-FREE_SPACE_MARGIN = 1_000_000
 
 
 def snapshot_id_for(collected_at: str) -> str:
@@ -73,11 +80,16 @@ def expected_coin_count(config: Config, global_data: dict[str, Any]) -> int | No
 
 
 def _replace_files(
-    bodies: dict[Path, bytes], commit: Callable[[], bool] | None = None, extra_bytes: int = 0
+    ctx: RunContext,
+    bodies: dict[Path, bytes],
+    commit: Callable[[], bool] | None = None,
+    extra_bytes: int = 0,
 ) -> bool:
     """Write every body to a temp file first; then (optionally) commit history, then rename.
 
-    Any failure before the renames leaves every target as it was.
+    Any failure before the commit leaves every target as it was. After the commit a
+    failed rename is only a warning: the history holds the snapshot, and the next run
+    rewrites the snapshot files (it sees they are older than the history).
 
     Raises:
         WriteError: not enough free space (checked first), or the disk refused a write.
@@ -88,10 +100,17 @@ def _replace_files(
         for path, body in bodies.items():
             temps[path] = write_temp(path, body)
         with GUARD.critical():
-            if commit is not None and not commit():
-                return False
+            if commit is not None:
+                if not commit():
+                    return False
+                ctx.committed = True
             for path, tmp in temps.items():
-                commit_temp(tmp, path)
+                try:
+                    commit_temp(tmp, path)
+                except WriteError as exc:
+                    if not ctx.committed:
+                        raise
+                    ctx.warn(f"{path.name} not replaced ({exc}); the next run rewrites it")
         return True
     finally:
         for tmp in temps.values():
@@ -99,26 +118,22 @@ def _replace_files(
                 discard_temp(tmp)
 
 
-def check_free_space(directory: Path, needed: int) -> None:
-    """Atomic replace needs room for old and new copies side by side (reliability.md §1.2)."""
-    free = shutil.disk_usage(directory).free
-    if free < needed + FREE_SPACE_MARGIN:
-        raise WriteError(
-            f"not enough free space in {directory}: this run writes {needed / 1e6:.1f} MB, "
-            f"{free / 1e6:.1f} MB free (keeping {FREE_SPACE_MARGIN / 1e6:.0f} MB spare)"
-        )
+SNAPSHOT_FILES = (SNAPSHOT_JSON, SNAPSHOT_JSONL, SNAPSHOT_CSV)
+HISTORY_FILES = tuple(
+    f"{HISTORY_DIR}/{name}" for name in (HISTORY_NAME, SNAPSHOTS_NAME, GAPS_NAME, STATE_NAME)
+)
 
 
 def collect_snapshot(ctx: RunContext) -> int:
     """One snapshot: /tickers + /global, validated, written, appended to history once."""
-    prepare_out_dir(ctx)
+    prepare_out_dir(ctx, files=SNAPSHOT_FILES + HISTORY_FILES, dirs=(HISTORY_DIR,))
     with run_lock(ctx):
         try:
             return _collect_locked(ctx)
         except Interrupted:
             raise  # a stopped run leaves every file as before it (CONTRACT 130/143)
         except Exception as exc:
-            if is_production(ctx):
+            if is_production(ctx) and not ctx.committed:
                 record_failed_run(ctx, exc)
             raise
 
@@ -126,14 +141,16 @@ def collect_snapshot(ctx: RunContext) -> int:
 def _collect_locked(ctx: RunContext) -> int:
     config, stats = ctx.config, ctx.stats
     store = HistoryStore(config.out_dir)
-    clean_orphans(config.out_dir, (SNAPSHOT_JSON, SNAPSHOT_JSONL, SNAPSHOT_CSV, STATS_NAME))
+    clean_orphans(config.out_dir, (*SNAPSHOT_FILES, STATS_NAME))
     clean_orphans(store.dir, None)  # only collectors, under this run lock, write history/
     if is_production(ctx):
         stats.archived_months = store.compact_closed_months()
     state = store.prepare()
     stats.last_success_at = state["last_ts"]
+    check_clock(state["last_ts"], store)
     log_budget_plan(ctx)
-    if config.min_interval_s and state["last_ts"]:
+    files_current = snapshot_files_current(config.out_dir, state["last_snapshot_id"])
+    if config.min_interval_s and state["last_ts"] and files_current:
         age = time.time() - parse_iso(state["last_ts"])
         if age < config.min_interval_s:
             return ctx.skip(
@@ -168,7 +185,48 @@ def _collect_locked(ctx: RunContext) -> int:
     stats.coin_count = len(coins)
     stats.expected_count = expected_coin_count(config, global_data)
     stats.duplicates_dropped = tickers.duplicates_dropped
-    return _commit_snapshot(ctx, store, state, coins, global_data, ledger)
+    return _commit_snapshot(ctx, store, state, coins, global_data, ledger, files_current)
+
+
+def check_clock(last_ts: str | None, store: HistoryStore) -> None:
+    """A last snapshot later than now means the clock moved back or the history was copied.
+
+    Left alone, every later run would skip (too young) or be refused (not newer): collection
+    would stop in silence. It is a failure instead, found before any request.
+
+    Raises:
+        LocalStateError: the history's last snapshot lies in the future (74).
+    """
+    if last_ts is None:
+        return
+    ahead = parse_iso(last_ts) - time.time()
+    if ahead > 0:
+        raise LocalStateError(
+            f"the last committed snapshot {last_ts} in {store.dir} lies {ahead / 60:.1f} min "
+            f"in the future of this machine's clock ({utc_iso()}); no request was made",
+            hint="fix the system clock (or use an output directory of this machine); "
+            "collection resumes once the clock is past that time",
+        )
+
+
+def snapshot_files_current(out_dir: Path, last_snapshot_id: str | None) -> bool:
+    """Whether market_cap_snapshot.json shows the history's last snapshot.
+
+    False after a run whose renames failed past its commit point: the next run then
+    fetches again instead of skipping, and so rewrites the files.
+    """
+    if last_snapshot_id is None:
+        return True
+    try:
+        with open(out_dir / SNAPSHOT_JSON, "rb") as handle:
+            head = handle.read(200)
+    except OSError:
+        return False
+    found = re.search(rb'"snapshot_id":"([0-9TZ]+)"', head)
+    current = found is not None and found.group(1).decode() == last_snapshot_id
+    if not current:
+        log.warning("snapshot files are older than the history: this run rewrites them")
+    return current
 
 
 def _commit_snapshot(
@@ -178,15 +236,27 @@ def _commit_snapshot(
     coins: list[dict[str, Any]],
     global_data: dict[str, Any],
     ledger: RequestLedger,
+    files_current: bool = True,
 ) -> int:
     """Skip unchanged data; otherwise write the three files and the history as one commit."""
     config, stats = ctx.config, ctx.stats
     collected_at = utc_iso()
     snapshot_id = snapshot_id_for(collected_at)
     last_updated = {coin["id"]: coin.get("last_updated") for coin in coins}
+    missing = sum(1 for stamp in last_updated.values() if not (isinstance(stamp, str) and stamp))
+    if missing:
+        log.warning(
+            "%d coin(s) have no last_updated; they count as changed (%s…)",
+            missing,
+            next(i for i, stamp in last_updated.items() if not (isinstance(stamp, str) and stamp)),
+        )
     diff = store.diff(state, last_updated)
     stats.appeared, stats.disappeared = len(diff.appeared), len(diff.disappeared)
-    if diff.previous_ts and not (diff.changed or diff.appeared or diff.disappeared):
+    if (
+        diff.previous_ts
+        and files_current
+        and not (diff.changed or diff.appeared or diff.disappeared)
+    ):
         return ctx.skip(
             f"data unchanged since snapshot {diff.previous_ts} (every last_updated "
             "is the same); nothing committed"
@@ -197,17 +267,20 @@ def _commit_snapshot(
     summary = _snapshots_line(ctx, collected_at, snapshot_id, coins, global_data, diff)
     bodies = _snapshot_files(ctx, collected_at, snapshot_id, coins, global_data)
     commit = Commit(collected_at, snapshot_id, rows, len(coins), last_updated, summary)
-    if not _replace_files(bodies, lambda: store.commit(commit), extra_bytes=len(rows)):
+    if not _replace_files(ctx, bodies, lambda: store.commit(commit), extra_bytes=len(rows)):
         return ctx.skip(f"snapshot {collected_at} was already in the history")
     stats.snapshot_id, stats.collected_at = snapshot_id, collected_at
     stats.history_rows_appended, stats.history_bytes_appended = len(coins), len(rows)
     stats.history_snapshot_count = state["snapshot_count"] + 1
     stats.last_success_at = collected_at
     stats.files = {path.name: len(body) for path, body in bodies.items()}
-    if config.force:
-        ledger.clear_block()
+    after_commit(ctx, "clearing the quota block", config.force and ledger.clear_block)
     if is_production(ctx) and diff.previous_ts:
-        record_gap_if_any(ctx, store, diff.previous_ts, collected_at)
+        after_commit(
+            ctx,
+            "recording a gap",
+            lambda: record_gap_if_any(ctx, store, diff.previous_ts, collected_at),
+        )
     if stats.expected_count and len(coins) < 0.9 * stats.expected_count:
         log.warning(
             "coverage: %d coins received, %d expected on the %s plan",
@@ -222,8 +295,20 @@ def _commit_snapshot(
         stats.expected_count,
         len(rows),
     )
-    print_summary(ctx, coins, global_data)
+    after_commit(ctx, "printing the summary", lambda: print_summary(ctx, coins, global_data))
     return ExitCode.OK
+
+
+def after_commit(ctx: RunContext, doing: str, step: Callable[[], object] | bool) -> None:
+    """Run a step past the commit point: a failure is a warning, never the run's outcome."""
+    if not callable(step):
+        return
+    try:
+        step()
+    except Exception as exc:  # noqa: BLE001 - past the commit point nothing fails the run
+        ctx.warn(f"{doing} failed after the snapshot was committed: {exc}")
+        if not isinstance(exc, CollectorError | OSError):
+            log.warning("traceback of the above", exc_info=exc)
 
 
 def _snapshots_line(
@@ -291,12 +376,11 @@ def record_gap_if_any(ctx: RunContext, store: HistoryStore, previous: str, curre
     delta = parse_iso(current) - parse_iso(previous)
     if delta <= 1.5 * step:
         return
-    failed = 0
-    if store.gaps_path.exists():
-        for line in store.gaps_path.read_bytes().splitlines()[-500:]:
-            record = json.loads(line)
-            if record.get("type") == "failed_run" and record.get("at", "") > previous:
-                failed += 1
+    failed = sum(
+        1
+        for record in store.recent_gap_records()
+        if record.get("type") == "failed_run" and str(record.get("at", "")) > previous
+    )
     store.record_gap(
         {
             "type": "gap",
@@ -313,15 +397,21 @@ def record_gap_if_any(ctx: RunContext, store: HistoryStore, previous: str, curre
 
 def record_failed_run(ctx: RunContext, exc: Exception) -> None:
     """04 only: a failed run is listed in history/gaps.jsonl so a missing slot has a reason."""
-    if isinstance(exc, CollectorError):
-        code, error = int(exc.exit_code), exc.one_line()
-    else:
-        code, error = int(ExitCode.SOFTWARE), f"unexpected {type(exc).__name__}: {exc}"
+    code, error = error_line(ctx, exc)
     record = {"type": "failed_run", "at": ctx.stats.started_at, "exit_code": code, "error": error}
     try:
         HistoryStore(ctx.config.out_dir).record_gap(record)
-    except (CollectorError, OSError) as write_exc:
+    except (WriteError, LocalStateError, OSError) as write_exc:
         log.warning("could not record the failed run in gaps.jsonl: %s", write_exc)
+
+
+def amount(value: Any) -> str:
+    """A whole amount with thousands separators, for any number the API can send."""
+    if type(value) is int:
+        return f"{value:,}"
+    if type(value) is float:
+        return f"{value:,.0f}"
+    return "n/a"
 
 
 def print_summary(
@@ -330,9 +420,13 @@ def print_summary(
     stats, config = ctx.stats, ctx.config
     quote = "USD" if "USD" in config.quotes else config.quotes[0]
 
-    def cap(coin: dict[str, Any]) -> float:
+    def cap(coin: dict[str, Any]) -> Any:
         value = ((coin.get("quotes") or {}).get(quote) or {}).get("market_cap")
-        return value if isinstance(value, int | float) else -1.0
+        return value if type(value) in (int, float) else None
+
+    def by_cap(coin: dict[str, Any]) -> float | int:
+        value = cap(coin)
+        return float("-inf") if value is None else value
 
     expected = f"{stats.expected_count:,}" if stats.expected_count is not None else "unknown"
     ctx.say(
@@ -354,14 +448,12 @@ def print_summary(
             f"{config.plan} plan should return ({stats.coin_count:,} of "
             f"{stats.expected_count:,})"
         )
-    market_cap = global_data.get("market_cap_usd")
-    if isinstance(market_cap, int | float):
-        ctx.say(f"Global market cap: ${market_cap:,.0f}")
+    ctx.say(f"Global market cap: ${amount(global_data.get('market_cap_usd'))}")
     ctx.say(f"Top 10 by market cap ({quote}):")
-    for place, coin in enumerate(sorted(coins, key=cap, reverse=True)[:10], 1):
+    for place, coin in enumerate(sorted(coins, key=by_cap, reverse=True)[:10], 1):
         ctx.say(
             f"  {place:2d}. {safe_text_cell(coin.get('name'))[:30]:30s} "
-            f"{safe_text_cell(coin.get('symbol'))[:10]:10s} {max(cap(coin), 0):>22,.0f}"
+            f"{safe_text_cell(coin.get('symbol'))[:10]:10s} {amount(cap(coin)):>22}"
         )
     budget = f" of {config.monthly_budget:,}" if config.monthly_budget is not None else ""
     month = RequestLedger(config.out_dir).load()["month_requests"]
@@ -486,10 +578,11 @@ def fetch_coin_catalogue(ctx: RunContext) -> int:
         }
         listing = "".join(flatten_line_breaks(coin["id"]) + "\n" for coin in coins)
         _replace_files(
+            ctx,
             {
                 config.out_dir / COINS_JSON: (dumps(document) + "\n").encode(),
                 config.out_dir / COINS_LIST: listing.encode(),
-            }
+            },
         )
         ctx.stats.coin_count = len(coins)
         log.info(

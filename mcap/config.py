@@ -14,6 +14,13 @@ PRO_BASE_URL = "https://api-pro.coinpaprika.com/v1"
 FREE_MONTHLY_BUDGET = 20_000
 FREE_PLAN_TICKER_CAP = 2_000
 MAX_QUOTES = 3
+MB = 1_000_000
+DEFAULT_READ_TIMEOUT_S = 30.0
+# 01 and 02 are run by hand: a hanging API must end them with 69 well within two minutes.
+INTERACTIVE_DEADLINE_S = 100.0
+SCHEDULED_DEADLINE_S = 1200.0
+DEFAULT_MAX_DOWNLOAD_MB = 64
+DEFAULT_MAX_BODY_MB = 128
 # The 42 quote currencies /tickers accepts (coinpaprika-api.md §3.1).
 ALLOWED_QUOTES = frozenset(
     "BTC ETH USD EUR PLN KRW GBP CAD JPY RUB TRY NZD AUD CHF UAH HKD SGD NGN PHP MXN BRL THB "
@@ -45,7 +52,9 @@ class Config:
     deadline_s: float = 1200.0
     every_min: int = 30
     connect_timeout_s: float = 10.0
-    read_timeout_s: float = 60.0
+    read_timeout_s: float = 30.0
+    max_download_bytes: int = 64 * MB
+    max_body_bytes: int = 128 * MB
     max_attempts: int = 4
     min_request_gap_s: float = 0.25  # ≤ 4 req/s, well under the API's 10 req/s per IP
     show_plan: bool = False
@@ -59,6 +68,8 @@ class Config:
     @classmethod
     def from_args(cls, script: str, args: argparse.Namespace, environ: Mapping[str, str]) -> Config:
         api_key = (environ.get("COINPAPRIKA_API_KEY") or "").strip() or None
+        if api_key is not None:
+            check_api_key(api_key)
         base_url = (
             args.base_url
             or environ.get("COINPAPRIKA_BASE_URL")
@@ -82,13 +93,39 @@ class Config:
             monthly_budget=budget,
             min_interval_s=float(min_interval) * 60.0,
             force=getattr(args, "force", False),
-            deadline_s=float(args.deadline),
+            deadline_s=float(args.deadline or default_deadline(script)),
             every_min=getattr(args, "every", 30),
             read_timeout_s=float(args.timeout),
+            max_download_bytes=int(args.max_download_mb * MB),
+            max_body_bytes=int(args.max_body_mb * MB),
             max_attempts=int(args.retries) + 1,
             show_plan=getattr(args, "plan", False),
             status=getattr(args, "status", False),
             check_history=getattr(args, "check_history", False),
+        )
+
+
+def default_deadline(script: str) -> float:
+    interactive = script in (SCRIPT_COINS, SCRIPT_SNAPSHOT)
+    return INTERACTIVE_DEADLINE_S if interactive else SCHEDULED_DEADLINE_S
+
+
+class ApiKeyError(ValueError):
+    """COINPAPRIKA_API_KEY cannot be sent as an HTTP header value."""
+
+
+def check_api_key(key: str) -> None:
+    """Refuse a key requests would choke on (CR, LF, control or non-Latin-1 characters).
+
+    The message never contains the key itself.
+    """
+    bad = [c for c in key if ord(c) < 0x20 or ord(c) == 0x7F or ord(c) > 0xFF]
+    if bad:
+        kinds = sorted({"a line break" if c in "\r\n" else f"U+{ord(c):04X}" for c in bad})
+        raise ApiKeyError(
+            "COINPAPRIKA_API_KEY cannot be sent as an HTTP header: it contains "
+            + ", ".join(kinds[:5])
+            + "; set it to the key exactly as your CoinPaprika account shows it"
         )
 
 
@@ -177,9 +214,23 @@ def build_parser(script: str, description: str) -> argparse.ArgumentParser:
     parser.add_argument(
         "--timeout",
         type=_positive_float,
-        default=60.0,
+        default=DEFAULT_READ_TIMEOUT_S,
         metavar="SECONDS",
-        help="read timeout per request (default 60; connect timeout is 10)",
+        help=f"read timeout per request (default {DEFAULT_READ_TIMEOUT_S:g}; connect: 10)",
+    )
+    parser.add_argument(
+        "--max-download-mb",
+        type=_positive_float,
+        default=DEFAULT_MAX_DOWNLOAD_MB,
+        metavar="MB",
+        help=f"refuse a response larger than this on the wire (default {DEFAULT_MAX_DOWNLOAD_MB})",
+    )
+    parser.add_argument(
+        "--max-body-mb",
+        type=_positive_float,
+        default=DEFAULT_MAX_BODY_MB,
+        metavar="MB",
+        help=f"refuse a body larger than this once decompressed (default {DEFAULT_MAX_BODY_MB})",
     )
     parser.add_argument(
         "--retries",
@@ -191,9 +242,10 @@ def build_parser(script: str, description: str) -> argparse.ArgumentParser:
     parser.add_argument(
         "--deadline",
         type=_positive_float,
-        default=1200.0,
+        default=None,
         metavar="SECONDS",
-        help="overall deadline for the run, retries and waits included (default 1200)",
+        help="overall deadline for the run, retries and waits included "
+        f"(default {default_deadline(script):g})",
     )
     parser.add_argument(
         "--monthly-budget",
@@ -256,7 +308,11 @@ def parse_config(
     script: str, description: str, argv: Sequence[str] | None, environ: Mapping[str, str] | None
 ) -> Config:
     """Parse argv (argparse exits 2 on bad input) and build the run's Config."""
-    args = build_parser(script, description).parse_args(argv)
+    parser = build_parser(script, description)
+    args = parser.parse_args(argv)
     if getattr(args, "min_interval", None) is not None and not args.min_interval >= 0:
-        build_parser(script, description).error("--min-interval must be 0 or more minutes")
-    return Config.from_args(script, args, os.environ if environ is None else environ)
+        parser.error("--min-interval must be 0 or more minutes")
+    try:
+        return Config.from_args(script, args, os.environ if environ is None else environ)
+    except ApiKeyError as exc:
+        parser.error(str(exc))

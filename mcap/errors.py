@@ -46,11 +46,10 @@ class BadApiData(CollectorError):
     """The API answered, but not with data we can use; previous files are kept."""
 
     exit_code = ExitCode.DATA_ERROR
-    hint = "previous files were left untouched; the payload is kept under rejected/"
 
 
 class ShrunkSnapshot(BadApiData):
-    hint = "previous files were left untouched; re-run with --accept-shrink if the drop is real"
+    hint = "re-run with --accept-shrink if the drop is real"
 
 
 class ApiUnavailable(CollectorError):
@@ -65,13 +64,23 @@ class DeadlineExceeded(ApiUnavailable):
 
 
 class OutputDirError(CollectorError):
+    """The output directory (or one of its parents) cannot be created."""
+
     exit_code = ExitCode.CANT_CREATE
-    hint = "check that the output directory exists, is writable and has free space"
+    hint = "check the --out-dir path and the permissions of its parent"
 
 
 class WriteError(CollectorError):
+    """An existing directory or file in the output directory cannot be written."""
+
     exit_code = ExitCode.IO_ERROR
-    hint = "check free space and permissions; previous files were left untouched"
+    hint = "check free space and permissions"
+
+
+class LocalStateError(CollectorError):
+    """A file the collector keeps (ledger, history, state) is damaged or in the way."""
+
+    exit_code = ExitCode.IO_ERROR
 
 
 class Busy(CollectorError):

@@ -6,15 +6,19 @@ import contextlib
 import errno
 import fcntl
 import os
+import shutil
+import stat
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from .errors import LockBusy, OutputDirError, WriteError
+from .errors import LocalStateError, LockBusy, OutputDirError, WriteError
+from .redact import redact
 
 FILE_MODE = 0o644
 TEMP_SUFFIX = ".tmp"
+FREE_SPACE_MARGIN = 1_000_000
 # Crash points for tests (reliability.md §7): COLLECTOR_CRASH_AT=name kills the process there.
 CRASH_ENV = "COLLECTOR_CRASH_AT"
 
@@ -26,7 +30,9 @@ def crash_point(name: str) -> None:
 
 
 def ensure_dir(path: Path) -> Path:
-    """Create a directory (and parents) or raise OutputDirError."""
+    """Create the output directory (and parents) or raise OutputDirError (73)."""
+    if path.is_dir():
+        return path
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -36,14 +42,56 @@ def ensure_dir(path: Path) -> Path:
     return path
 
 
+def ensure_subdir(path: Path) -> Path:
+    """A directory inside the output directory; something else in its place is 74, not 73."""
+    if not path.is_dir() and (path.exists() or path.is_symlink()):
+        raise LocalStateError(
+            f"{path} is in the way: it should be a directory",
+            hint="move it away; the collector recreates the directory",
+        )
+    try:
+        path.mkdir(exist_ok=True)
+    except OSError as exc:
+        raise WriteError(f"cannot create directory {path}: {exc.strerror}") from exc
+    return path
+
+
 def check_writable(path: Path) -> None:
-    """Fail fast (73) before any request when the directory cannot take a file."""
+    """Fail fast (74) before any request when an existing directory cannot take a file."""
     try:
         fd, probe = tempfile.mkstemp(dir=path, prefix=".write-probe.", suffix=TEMP_SUFFIX)
     except OSError as exc:
-        raise OutputDirError(f"cannot write in {path}: {exc.strerror}") from exc
+        raise WriteError(f"cannot write in {path}: {exc.strerror}") from exc
     os.close(fd)
     os.unlink(probe)
+
+
+def check_file_target(path: Path) -> None:
+    """A file the run will replace or append to must be a regular file, or absent (74)."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise LocalStateError(f"cannot inspect {path}: {exc.strerror}") from exc
+    if stat.S_ISREG(mode):
+        return
+    kind = "a directory" if stat.S_ISDIR(mode) else "not a regular file"
+    raise LocalStateError(
+        f"{path} is {kind}, so the run could not replace it",
+        hint="move it away; nothing was changed and no request was made",
+    )
+
+
+def check_dir_target(path: Path) -> None:
+    """A directory the run may write into must be a writable directory, or absent (74)."""
+    if path.is_dir():
+        check_writable(path)
+    elif path.exists() or path.is_symlink():
+        raise LocalStateError(
+            f"{path} is in the way: it should be a directory",
+            hint="move it away; nothing was changed and no request was made",
+        )
 
 
 def fsync_dir(path: Path) -> None:
@@ -67,7 +115,8 @@ def _write_error(path: Path, exc: OSError) -> WriteError:
 
 
 def write_temp(path: Path, data: bytes) -> Path:
-    """Write data to a fsynced temp file beside path; the caller renames or removes it."""
+    """Write data (key redacted) to a fsynced temp file beside path; the caller renames it."""
+    data = redact(data)
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
     except OSError as exc:
@@ -111,6 +160,26 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+def append_durably(path: Path, data: bytes) -> None:
+    """Append data (key redacted) with one write and an fsync; the caller holds the lock."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)
+    try:
+        write_all(fd, redact(data))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def check_free_space(directory: Path, needed: int) -> None:
+    """Atomic replace needs room for old and new copies side by side (reliability.md §1.2)."""
+    free = shutil.disk_usage(directory).free
+    if free < needed + FREE_SPACE_MARGIN:
+        raise WriteError(
+            f"not enough free space in {directory}: this run writes {needed / 1e6:.1f} MB, "
+            f"{free / 1e6:.1f} MB free (keeping {FREE_SPACE_MARGIN / 1e6:.0f} MB spare)"
+        )
+
+
 STALE_TEMP_AGE_S = 3600.0
 
 
@@ -145,7 +214,7 @@ class FileLock:
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, FILE_MODE)
         except OSError as exc:
-            raise OutputDirError(f"cannot open lock file {self.path}: {exc.strerror}") from exc
+            raise WriteError(f"cannot open lock file {self.path}: {exc.strerror}") from exc
         flags = fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB)
         try:
             fcntl.flock(fd, flags)

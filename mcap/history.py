@@ -16,6 +16,7 @@ import logging
 import os
 import shutil
 import time
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,16 +25,18 @@ from typing import Any
 from .errors import CollectorError, ExitCode, WriteError
 from .fsio import (
     FILE_MODE,
+    append_durably,
     atomic_write_bytes,
     commit_temp,
     crash_point,
     discard_temp,
-    ensure_dir,
+    ensure_subdir,
     locked,
     write_all,
 )
 from .ledger import parse_iso
 from .logsetup import utc_iso
+from .redact import redact
 from .snapshot import dumps
 
 log = logging.getLogger(__name__)
@@ -71,6 +74,36 @@ def empty_state() -> dict[str, Any]:
     }
 
 
+_STATE_COUNTS = ("history_size", "snapshots_size", "snapshot_count")
+
+
+def _state_problem(state: Any) -> str | None:
+    """What makes a state read from disk unusable, or None."""
+    if not isinstance(state, dict):
+        return "not a JSON object"
+    for key in _STATE_COUNTS:
+        if type(state.get(key)) is not int or state[key] < 0:
+            return f"{key} is {state.get(key)!r}"
+    for key in ("last_ts", "last_snapshot_id"):
+        if not isinstance(state.get(key), str | None):
+            return f"{key} is {state.get(key)!r}"
+    if state["last_ts"] is not None:
+        try:
+            parse_iso(state["last_ts"])
+        except ValueError:
+            return f"last_ts is {state['last_ts']!r}"
+    if not isinstance(state.get("last_coin_count"), int | None):
+        return "last_coin_count is not a count"
+    if not isinstance(state.get("recent_snapshot_ids"), list):
+        return "recent_snapshot_ids is not a list"
+    if not isinstance(state.get("last_updated"), dict):
+        return "last_updated is not an object"
+    pending = state.get("pending_compaction")
+    if not isinstance(pending, list) or not all(isinstance(m, str) for m in pending):
+        return "pending_compaction is not a list of months"
+    return None
+
+
 @dataclass
 class Commit:
     """What one snapshot adds to the history."""
@@ -101,16 +134,24 @@ class HistoryStore:
         self.gaps_path = self.dir / GAPS_NAME
         self.state_path = self.dir / STATE_NAME
         self.lock_path = self.dir / LOCK_NAME
+        self.rebuilt = False  # read_state had to rebuild the state from the files
 
     # --- state -------------------------------------------------------------------------
     def read_state(self) -> dict[str, Any]:
-        """The committed state; rebuilt from the files when the state file is missing."""
+        """The committed state; rebuilt from the files when the state file is missing or damaged."""
         try:
-            return empty_state() | json.loads(self.state_path.read_bytes())
+            state = empty_state() | json.loads(self.state_path.read_bytes())
         except FileNotFoundError:
-            pass
-        except ValueError as exc:
-            raise HistoryDamaged(f"history state {self.state_path} is unreadable: {exc}") from exc
+            state = None
+        except (OSError, ValueError, RecursionError, TypeError) as exc:
+            log.warning("history state %s is unreadable (%s)", self.state_path.name, exc)
+            state = None
+        else:
+            problem = _state_problem(state)
+            if problem is None:
+                return state
+            log.warning("history state %s is damaged: %s", self.state_path.name, problem)
+        self.rebuilt = True
         if _size(self.rows_path) == 0 and _size(self.snapshots_path) == 0:
             return empty_state()
         return self._rebuild_state()
@@ -126,30 +167,38 @@ class HistoryStore:
         rows are all there (in the plain file, or in an archive of its month); the first one
         that fails ends the committed prefix, and everything after it is cut on repair.
         """
-        log.warning("history state missing: rebuilding it from %s", self.dir)
+        log.warning("history state missing or damaged: rebuilding it from %s", self.dir)
         entries: list[tuple[int, dict[str, Any]]] = []
         for offset_end, line in _lines_with_offsets(self.snapshots_path):
             try:
                 entry = json.loads(line)
-                entry["coin_count"] = int(entry["coin_count"])
-                str(entry["ts"])
-            except (ValueError, KeyError, TypeError):
+                ts, count = str(entry["ts"]), int(entry["coin_count"])
+                parse_iso(ts)
+            except (ValueError, KeyError, TypeError, RecursionError):
                 break
-            entries.append((offset_end, entry))
+            entries.append(
+                (
+                    offset_end,
+                    {"ts": ts, "coin_count": count, "snapshot_id": entry.get("snapshot_id")},
+                )
+            )
         counts = {entry["ts"]: entry["coin_count"] for _, entry in entries}
-        complete: dict[str, tuple[int, list[str]]] = {}
+        # Memory stays bounded whatever the file's size: only the newest whole group's ids.
+        complete: dict[str, int] = {}
+        last_ids: tuple[str | None, list[str]] = (None, [])
         group_ts, group_ids = None, []
         for offset_end, line in _lines_with_offsets(self.rows_path):
             try:
                 row = json.loads(line)
                 ts, ident = row["ts"], row["id"]
-            except (ValueError, KeyError, TypeError):
+            except (ValueError, KeyError, TypeError, RecursionError):
                 break
             if ts != group_ts:
                 group_ts, group_ids = ts, []
             group_ids.append(ident)
             if counts.get(ts) == len(group_ids):
-                complete[ts] = (offset_end, list(group_ids))
+                complete[ts] = offset_end
+                last_ids = (ts, group_ids)
         archived = {
             p.name[len("market_cap_history-") : -len(".jsonl.gz")]
             for p in self.dir.glob(ARCHIVE_PATTERN)
@@ -158,7 +207,7 @@ class HistoryStore:
         committed: list[tuple[int, dict[str, Any]]] = []
         for offset_end, entry in entries:
             if entry["ts"] in complete:
-                state["history_size"] = complete[entry["ts"]][0]
+                state["history_size"] = complete[entry["ts"]]
             elif entry["ts"][:7] not in archived:
                 break
             committed.append((offset_end, entry))
@@ -171,7 +220,8 @@ class HistoryStore:
                 last_snapshot_id=last.get("snapshot_id"),
                 last_coin_count=last["coin_count"],
                 recent_snapshot_ids=[e.get("snapshot_id") for _, e in committed][-RECENT_IDS_KEPT:],
-                last_updated=dict.fromkeys(complete.get(last["ts"], (0, []))[1]),
+                # last_updated unknown (None): the next snapshot counts as changed.
+                last_updated=dict.fromkeys(last_ids[1] if last_ids[0] == last["ts"] else []),
             )
         return state
 
@@ -213,23 +263,32 @@ class HistoryStore:
     # --- append -------------------------------------------------------------------------
     def prepare(self) -> dict[str, Any]:
         """Repair under the lock and return the committed state (no request made yet)."""
-        ensure_dir(self.dir)
+        ensure_subdir(self.dir)
         with locked(self.lock_path):
             state = self.read_state()
             self.repair(state)
-            if not self.state_path.exists() and state["snapshot_count"]:
-                self._write_state(state)
+            if self.rebuilt:
+                self._write_state(state)  # rebuilt once; later reads in this run use it
+                self.rebuilt = False
             return state
 
     @staticmethod
     def diff(state: dict[str, Any], last_updated: dict[str, Any]) -> Diff:
-        """Coins that appeared, disappeared or changed since the last committed snapshot."""
+        """Coins that appeared, disappeared or changed since the last committed snapshot.
+
+        A coin counts as unchanged only when both snapshots carry the same `last_updated`
+        text; a missing, null or empty one always counts as changed.
+        """
         previous: dict[str, Any] = state.get("last_updated") or {}
         if state.get("last_ts") is None:
             return Diff([], [], len(last_updated), None)
         appeared = [i for i in last_updated if i not in previous]
         disappeared = [i for i in previous if i not in last_updated]
-        changed = sum(1 for i, lu in last_updated.items() if previous.get(i, object()) != lu)
+        changed = sum(
+            1
+            for i, stamp in last_updated.items()
+            if not (isinstance(stamp, str) and stamp and previous.get(i) == stamp)
+        )
         return Diff(appeared, disappeared, changed, state.get("last_ts"))
 
     def commit(self, commit: Commit) -> bool:
@@ -238,7 +297,7 @@ class HistoryStore:
         Raises:
             WriteError: the disk refused the append; the history is as it was.
         """
-        ensure_dir(self.dir)
+        ensure_subdir(self.dir)
         with locked(self.lock_path):
             state = self.read_state()
             self.repair(state)
@@ -247,18 +306,19 @@ class HistoryStore:
             ):
                 log.info("history: snapshot %s already committed; nothing appended", commit.ts)
                 return False
-            line = dumps(commit.summary) + "\n"
+            rows = redact(commit.rows)  # sizes below are of the bytes really written
+            line = redact((dumps(commit.summary) + "\n").encode())
             try:
-                self._append(self.rows_path, commit.rows, "history.mid_append")
-                self._append(self.snapshots_path, line.encode(), "snapshots.mid_append")
+                self._append(self.rows_path, rows, "history.mid_append")
+                self._append(self.snapshots_path, line, "snapshots.mid_append")
             except OSError as exc:
                 self._rollback(state)
                 raise WriteError(f"cannot append to the history: {exc.strerror}") from exc
             crash_point("history.before_commit")
             recent = (state["recent_snapshot_ids"] + [commit.snapshot_id])[-RECENT_IDS_KEPT:]
             state.update(
-                history_size=state["history_size"] + len(commit.rows),
-                snapshots_size=state["snapshots_size"] + len(line.encode()),
+                history_size=state["history_size"] + len(rows),
+                snapshots_size=state["snapshots_size"] + len(line),
                 snapshot_count=state["snapshot_count"] + 1,
                 last_ts=commit.ts,
                 last_snapshot_id=commit.snapshot_id,
@@ -299,7 +359,7 @@ class HistoryStore:
     def compact_closed_months(self, now: float | None = None) -> list[str]:
         """Move rows of closed months to `market_cap_history-YYYY-MM.jsonl.gz`, exactly once."""
         current = time.strftime("%Y-%m", time.gmtime(time.time() if now is None else now))
-        ensure_dir(self.dir)
+        ensure_subdir(self.dir)
         with locked(self.lock_path):
             state = self.read_state()
             self.repair(state)
@@ -390,15 +450,25 @@ class HistoryStore:
     # --- gaps -------------------------------------------------------------------------------
     def record_gap(self, record: dict[str, Any]) -> None:
         """Append one line to history/gaps.jsonl (missed slots, failed runs)."""
-        ensure_dir(self.dir)
-        line = (dumps(record) + "\n").encode()
+        ensure_subdir(self.dir)
         with locked(self.lock_path):
-            fd = os.open(self.gaps_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)
+            append_durably(self.gaps_path, (dumps(record) + "\n").encode())
+
+    def recent_gap_records(self, limit: int = 500) -> list[dict[str, Any]]:
+        """The newest readable records of gaps.jsonl (damaged lines are skipped)."""
+        try:
+            lines = self.gaps_path.read_bytes().split(b"\n")[-limit - 1 :]
+        except FileNotFoundError:
+            return []
+        records = []
+        for line in lines:
             try:
-                write_all(fd, line)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+                record = json.loads(line)
+            except (ValueError, RecursionError):
+                continue
+            if isinstance(record, dict):
+                records.append(record)
+        return records
 
     def total_bytes(self) -> int:
         """Bytes of every file in history/ (archives, rows, cut-offs, state)."""
@@ -411,8 +481,19 @@ class HistoryStore:
         state = self.read_state()
         entries = []
         for _, line in _lines_with_offsets(self.snapshots_path, limit=state["snapshots_size"]):
-            entries.append(json.loads(line))
+            try:
+                entry = json.loads(line)
+                parse_iso(entry["ts"])
+            except (ValueError, KeyError, TypeError, RecursionError):
+                continue  # a damaged line: --check-history names it
+            entries.append(entry)
         return entries
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected text, found {type(value).__name__}")
+    return value
 
 
 def _size(path: Path) -> int:
@@ -426,7 +507,10 @@ def _row_month(line: bytes) -> str:
     # Rows are written with "ts" first: {"ts":"YYYY-MM-…  → bytes 7..14 are the month.
     if line.startswith(b'{"ts":"'):
         return line[7:14].decode("ascii", "replace")
-    return str(json.loads(line)["ts"])[:7]
+    try:
+        return str(json.loads(line)["ts"])[:7]
+    except (ValueError, KeyError, TypeError, RecursionError) as exc:
+        raise HistoryDamaged(f"{HISTORY_NAME} holds an unreadable committed line ({exc})") from exc
 
 
 def _lines_with_offsets(path: Path, limit: int | None = None) -> Iterator[tuple[int, bytes]]:
@@ -449,9 +533,12 @@ def _lines_with_offsets(path: Path, limit: int | None = None) -> Iterator[tuple[
 def iter_history_lines(history_dir: Path) -> Iterator[tuple[str, bytes]]:
     """Every history line: monthly archives in order, then the plain file."""
     for archive in sorted(history_dir.glob(ARCHIVE_PATTERN)):
-        with gzip.open(archive, "rb") as handle:
-            for line in handle:
-                yield archive.name, line
+        try:
+            with gzip.open(archive, "rb") as handle:
+                for line in handle:
+                    yield archive.name, line
+        except (OSError, EOFError, zlib.error) as exc:
+            raise HistoryDamaged(f"archive {archive.name} is damaged: {exc}") from exc
     plain = history_dir / HISTORY_NAME
     if plain.exists():
         with open(plain, "rb") as handle:
@@ -547,8 +634,8 @@ def check_history(out_dir: Path, every_min: int) -> CheckReport:
     for _, line in _lines_with_offsets(store.snapshots_path, limit=state["snapshots_size"]):
         try:
             entry = parse_json_strict(line)
-            ts, count = entry["ts"], int(entry["coin_count"])
-        except (ValueError, KeyError, TypeError) as exc:
+            ts, count = _text(entry["ts"]), int(entry["coin_count"])
+        except (ValueError, KeyError, TypeError, RecursionError) as exc:
             report.problem(f"{SNAPSHOTS_NAME}: unreadable line ({exc})")
             continue
         if ts in expected:
@@ -570,28 +657,31 @@ def check_history(out_dir: Path, every_min: int) -> CheckReport:
             report.problem(f"snapshot {group_ts}: {len(group_ids)} rows, expected {want}")
 
     plain_read = 0
-    for name, line in iter_history_lines(store.dir):
-        if name == HISTORY_NAME:
-            plain_read += len(line)
-            if plain_read > state["history_size"]:
-                break  # uncommitted tail: not part of the history yet
-        if name not in report.files:
-            report.files.append(name)
-        try:
-            row = parse_json_strict(line)
-            ts, ident = row["ts"], row["id"]
-        except (ValueError, KeyError, TypeError) as exc:
-            report.problem(f"{name}: unreadable line after {report.rows} rows ({exc})")
-            continue
-        report.rows += 1
-        if ts != group_ts:
-            close_group()
-            if ts in seen_ts:
-                report.problem(f"snapshot {ts} appears twice in the history")
-            group_ts, group_ids = ts, set()
-        if ident in group_ids:
-            report.problem(f"({ts}, {ident}) appears twice")
-        group_ids.add(ident)
+    try:
+        for name, line in iter_history_lines(store.dir):
+            if name == HISTORY_NAME:
+                plain_read += len(line)
+                if plain_read > state["history_size"]:
+                    break  # uncommitted tail: not part of the history yet
+            if name not in report.files:
+                report.files.append(name)
+            try:
+                row = parse_json_strict(line)
+                ts, ident = _text(row["ts"]), _text(row["id"])
+            except (ValueError, KeyError, TypeError, RecursionError) as exc:
+                report.problem(f"{name}: unreadable line after {report.rows} rows ({exc})")
+                continue
+            report.rows += 1
+            if ts != group_ts:
+                close_group()
+                if ts in seen_ts:
+                    report.problem(f"snapshot {ts} appears twice in the history")
+                group_ts, group_ids = ts, set()
+            if ident in group_ids:
+                report.problem(f"({ts}, {ident}) appears twice")
+            group_ids.add(ident)
+    except HistoryDamaged as exc:
+        report.problem(str(exc))
     close_group()
     for ts in expected:
         if ts not in seen_ts:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import AuthOrPlanError, BudgetExceeded, QuotaBlocked
+from .errors import BudgetExceeded, LocalStateError, QuotaBlocked
 from .fsio import atomic_write_bytes, locked
 from .logsetup import utc_iso
 
@@ -54,6 +54,37 @@ def empty_ledger(now: float) -> dict[str, Any]:
     }
 
 
+_COUNTS = ("month_requests", "hour_requests")
+_TEXTS = ("month", "hour", "updated_at")
+_TALLIES = ("by_script", "past_months")
+
+
+def _shape_problem(data: Any) -> str | None:
+    """What is wrong with a ledger read from disk, or None when every field is usable."""
+    if not isinstance(data, dict):
+        return f"expected a JSON object, found {type(data).__name__}"
+    for key in _COUNTS:
+        value = data.get(key, 0)
+        if type(value) is not int or value < 0:
+            return f"{key} is {value!r}, expected a count"
+    for key in _TEXTS:
+        if key in data and not isinstance(data[key], str):
+            return f"{key} is {data[key]!r}, expected text"
+    for key in _TALLIES:
+        tally = data.get(key, {})
+        if not isinstance(tally, dict) or any(type(v) is not int for v in tally.values()):
+            return f"{key} is not a table of counts"
+    until = data.get("blocked_until")
+    if until is not None:
+        try:
+            parse_iso(until)
+        except (TypeError, ValueError):
+            return f"blocked_until is {until!r}, expected a UTC time"
+    if not isinstance(data.get("blocked_reason"), str | None):
+        return "blocked_reason is not text"
+    return None
+
+
 @dataclass
 class RequestLedger:
     """request_ledger.json, read-modify-written under its own flock for each attempt."""
@@ -75,17 +106,20 @@ class RequestLedger:
             data = json.loads(self.path.read_bytes())
         except FileNotFoundError:
             return empty_ledger(now)
-        except ValueError as exc:
-            raise AuthOrPlanError(
-                f"request ledger {self.path} is unreadable ({exc})",
-                hint="restore or delete it; without it the monthly count restarts at 0",
-            ) from exc
-        if not isinstance(data, dict) or not isinstance(data.get("month_requests"), int):
-            raise AuthOrPlanError(
-                f"request ledger {self.path} has an unexpected shape",
-                hint="restore or delete it; without it the monthly count restarts at 0",
-            )
+        except (OSError, ValueError, RecursionError) as exc:
+            raise self._damaged(f"unreadable ({exc})") from exc
+        problem = _shape_problem(data)
+        if problem:
+            raise self._damaged(problem)
         return self._roll(data, now)
+
+    def _damaged(self, problem: str) -> LocalStateError:
+        # Fail safe: without a trustworthy count no request may be made.
+        return LocalStateError(
+            f"request ledger {self.path} is damaged: {problem}; no request was made",
+            hint="restore it from a backup, or delete it (this month's count then restarts "
+            "at 0, so lower --monthly-budget by what was already spent)",
+        )
 
     @staticmethod
     def _roll(data: dict[str, Any], now: float) -> dict[str, Any]:

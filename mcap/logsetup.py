@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from .fsio import FILE_MODE, write_all
+from .redact import redact
 
 LOG_NAME = "collection.log"
 LOG_MAX_BYTES = 5 * 1024 * 1024
@@ -29,20 +30,11 @@ class UtcFormatter(logging.Formatter):
         return time.strftime("%Y-%m-%dT%H:%M:%S", self.converter(record.created)) + f".{ms:03d}Z"
 
 
-class RedactingFilter(logging.Filter):
-    """Belt and braces: the API key must never reach a log line."""
+class RedactingFormatter(UtcFormatter):
+    """The whole formatted line, traceback included, goes through the one redaction."""
 
-    def __init__(self, secret: str | None) -> None:
-        super().__init__()
-        self.secret = secret
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if self.secret:
-            message = record.getMessage()
-            if self.secret in message:
-                record.msg = message.replace(self.secret, "<redacted>")
-                record.args = ()
-        return True
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
 
 
 class SharedLogHandler(logging.Handler):
@@ -73,9 +65,10 @@ class SharedLogHandler(logging.Handler):
                     os.close(fd)
             finally:
                 os.close(lock_fd)
-        except OSError as exc:
-            # Logging must never kill a run; the runner reports the first failure once.
-            self.failure = self.failure or f"cannot write {self.path.name}: {exc.strerror}"
+        except Exception as exc:  # noqa: BLE001 - logging must never kill a run
+            # The runner reports the first failure once, on stderr.
+            reason = getattr(exc, "strerror", None) or str(exc)
+            self.failure = self.failure or f"cannot write {self.path.name}: {reason}"
 
     def _rotate_if_large(self) -> None:
         try:
@@ -99,24 +92,21 @@ def log_failure() -> str | None:
 
 
 def setup_logging(
-    out_dir: Path | None, script: str, run_id: str, *, verbose: bool, secret: str | None
+    out_dir: Path | None, script: str, run_id: str, *, verbose: bool
 ) -> logging.Logger:
     """Configure the root logger once: the shared file always, stderr only with --verbose."""
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
-    fmt = UtcFormatter(f"%(asctime)s %(levelname)s {script} run={run_id} %(message)s")
-    redact = RedactingFilter(secret)
+    fmt = RedactingFormatter(f"%(asctime)s %(levelname)s {script} run={run_id} %(message)s")
     if out_dir is not None:
         file_handler = SharedLogHandler(out_dir / LOG_NAME)
         file_handler.setFormatter(fmt)
-        file_handler.addFilter(redact)
         root.addHandler(file_handler)
     if verbose:
         err = logging.StreamHandler(sys.stderr)
         err.setFormatter(fmt)
-        err.addFilter(redact)
         root.addHandler(err)
     if not root.handlers:
         root.addHandler(logging.NullHandler())  # no log file yet: never Python's stderr fallback

@@ -7,19 +7,22 @@ import shutil
 import time
 from typing import Any
 
-from .errors import BadApiData, ExitCode
+from .errors import BadApiData, ExitCode, LocalStateError
 from .history import HistoryStore, check_history, find_gaps
-from .ledger import RequestLedger, parse_iso
+from .ledger import RequestLedger, empty_ledger, parse_iso
 from .runner import STATS_NAME, RunContext
 
 UNHEALTHY = 1
+STALE_CADENCES = 2  # older than this many cadences: unhealthy, whatever else looks fine
 
 
 def _read_json(path: Any) -> dict[str, Any] | None:
+    """A JSON object from disk, or None when it is missing or unreadable."""
     try:
-        return json.loads(path.read_bytes())
-    except (FileNotFoundError, ValueError):
+        data = json.loads(path.read_bytes())
+    except (OSError, ValueError, RecursionError):
         return None
+    return data if isinstance(data, dict) else None
 
 
 def _missing_slots(timestamps: list[str], every_min: int, now: float) -> int:
@@ -40,7 +43,11 @@ def show_status(ctx: RunContext) -> int:
     store = HistoryStore(out)
     entries = store.snapshot_entries() if store.dir.is_dir() else []
     timestamps = [e["ts"] for e in entries]
-    ledger = RequestLedger(out).load(now)
+    try:
+        ledger = RequestLedger(out).load(now)
+    except LocalStateError as exc:
+        problems.append(exc.one_line())
+        ledger = empty_ledger(now)
     ctx.say(f"Output directory: {out}")
     if stats:
         ctx.say(
@@ -60,8 +67,13 @@ def show_status(ctx: RunContext) -> int:
             f"Last good snapshot: {timestamps[-1]} ({age_min:.0f} min ago), "
             f"{last.get('coin_count')} coins of {last.get('expected_count')} expected"
         )
-        if age_min > 2.5 * config.every_min:
-            problems.append(f"last snapshot is {age_min:.0f} min old (cadence {config.every_min})")
+        if age_min > STALE_CADENCES * config.every_min:
+            problems.append(
+                f"last snapshot is {age_min:.0f} min old, more than {STALE_CADENCES} cadences "
+                f"of {config.every_min} min"
+            )
+        elif age_min < 0:
+            problems.append(f"last snapshot {timestamps[-1]} lies in the future (clock moved?)")
     else:
         ctx.say("Last good snapshot: none")
         problems.append("no snapshot committed yet")

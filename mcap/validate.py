@@ -51,9 +51,15 @@ def _numeric_ok(value: Any) -> bool:
     return type(value) in _NUMERIC_TYPES or value == ""
 
 
+def short(value: Any, size: int = 60) -> str:
+    """repr() cut to a readable length: an error line must stay one short line."""
+    text = repr(value)
+    return text if len(text) <= size else text[: size - 1] + "…"
+
+
 def _fail(what: str, index: int, row: Any, problem: str) -> BadApiData:
     ident = row.get("id") if isinstance(row, dict) else None
-    return BadApiData(f"{what} row {index} ({ident!r}): {problem}")
+    return BadApiData(f"{what} row {index} ({short(ident)}): {problem}")
 
 
 def _check_rank(what: str, index: int, row: dict[str, Any]) -> None:
@@ -61,14 +67,24 @@ def _check_rank(what: str, index: int, row: dict[str, Any]) -> None:
     if rank is None or rank == "":
         return  # unranked, like rank 0
     if not _is_number(rank) or rank < 0 or rank != int(rank):
-        raise _fail(what, index, row, f"rank {rank!r} is not a non-negative integer")
+        raise _fail(what, index, row, f"rank {short(rank)} is not a non-negative integer")
 
 
 def _check_texts(what: str, index: int, row: dict[str, Any], keys: tuple[str, ...]) -> None:
-    for key in keys:
+    for key in ("id", *keys):
         value = row.get(key)
-        if value is not None and not isinstance(value, str):
+        if value is None:
+            continue
+        if not isinstance(value, str):
             raise _fail(what, index, row, f"{key} is {type(value).__name__}, expected text")
+        if not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                # JSON can carry it escaped, but no UTF-8 file (CSV, coins_list.txt) can.
+                raise _fail(
+                    what, index, row, f"{key} holds a lone surrogate (not valid Unicode text)"
+                ) from None
 
 
 def _dedupe(what: str, payload: Any) -> Validated:
@@ -111,7 +127,8 @@ def validate_tickers(payload: Any, quotes: tuple[str, ...]) -> Validated:
         _check_texts("/tickers", index, row, TICKER_TEXTS)
         for key in TICKER_NUMBERS:
             if not _numeric_ok(row.get(key)):
-                raise _fail("/tickers", index, row, f"{key} is {row.get(key)!r}, expected a number")
+                problem = f"{key} is {short(row.get(key))}, expected a number"
+                raise _fail("/tickers", index, row, problem)
         row_quotes = row.get("quotes")
         if row_quotes is None:
             row_quotes = {}
@@ -127,7 +144,7 @@ def validate_tickers(payload: Any, quotes: tuple[str, ...]) -> Validated:
             for key, value in quote.items():
                 # Hot loop (12k rows × 17 fields): exact type test first, rare cases after.
                 if type(value) not in _NUMERIC_TYPES and value != "" and key in QUOTE_NUMBERS:
-                    raise _fail("/tickers", index, row, f"quotes.{code}.{key} is {value!r}")
+                    raise _fail("/tickers", index, row, f"quotes.{code}.{key} is {short(value)}")
     for code, count in missing.items():
         if count * 2 > len(result.rows):
             raise BadApiData(
@@ -137,15 +154,19 @@ def validate_tickers(payload: Any, quotes: tuple[str, ...]) -> Validated:
 
 
 def validate_global(payload: Any) -> dict[str, Any]:
-    """Check /global: an object with a numeric market cap and coin count."""
+    """Check /global: an object with a numeric market_cap_usd, the one figure a snapshot needs.
+
+    Other fields are kept as the API gives them; a type change there (e.g. `last_updated`
+    as RFC 3339 text) is logged, and never costs the /tickers payload already paid for.
+    """
     if not isinstance(payload, dict):
         raise BadApiData(f"/global: expected a JSON object, got {type(payload).__name__}")
     for key in GLOBAL_REQUIRED:
         if not _is_number(payload.get(key)):
-            raise BadApiData(f"/global: {key} is {payload.get(key)!r}, expected a number")
+            raise BadApiData(f"/global: {key} is {short(payload.get(key))}, expected a number")
     for key in GLOBAL_NUMBERS:
-        if not _numeric_ok(payload.get(key)):
-            raise BadApiData(f"/global: {key} is {payload.get(key)!r}, expected a number")
+        if key in payload and not _numeric_ok(payload[key]):
+            log.warning("/global: %s is %s, not a number; kept as given", key, short(payload[key]))
     return payload
 
 

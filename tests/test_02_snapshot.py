@@ -210,7 +210,14 @@ def test_persistent_5xx_exits_69_and_keeps_previous_files(api, out):
     result = snapshot(api, out)
     assert result.returncode == 69
     assert api.count("/tickers") == 3  # 1 + --retries 2
-    assert len(result.stderr.strip().splitlines()) == 1 and "503" in result.stderr
+    # An interactive run shows each retry and its wait, then one error line.
+    *retries, error = result.stderr.strip().splitlines()
+    assert [line.split(": ")[-1].split(" failed")[0] for line in retries] == [
+        "attempt 1 of 3",
+        "attempt 2 of 3",
+    ]
+    assert all("HTTP 503" in line and "retrying in" in line for line in retries)
+    assert "error:" in error and "503" in error and "left untouched" in error
     after = tree_digest(out)
     assert {k: after[k] for k in before} == before
     stats = json.loads((out / "latest_stats.json").read_bytes())

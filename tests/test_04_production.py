@@ -245,7 +245,7 @@ def test_full_disk_exits_74_and_keeps_old_files(api, tmp_path):
         subprocess.run(["umount", str(mount)], check=False)
 
 
-def test_read_only_output_exits_73_without_requests(api, tmp_path):
+def test_read_only_output_exits_74_without_requests(api, tmp_path):
     mount = tmp_path / "ro"
     if not _tmpfs(mount, "40m"):
         pytest.skip("needs root and tmpfs to simulate a read-only filesystem")
@@ -257,7 +257,7 @@ def test_read_only_output_exits_73_without_requests(api, tmp_path):
         api.reset_requests()
         api.advance(300)
         result = collect(api, out)
-        assert result.returncode == 73, result.stderr
+        assert result.returncode == 74, result.stderr  # it exists: 73 is "cannot be created"
         assert api.count() == 0
         assert len(result.stderr.strip().splitlines()) == 1
         assert tree_digest(out) == before
@@ -290,6 +290,10 @@ HistoryStore(out).commit(Commit(ts, ts, rows, 20000, {}, summary))
 
 
 def test_status_and_check_history(api, out):
+    missing = run_script(SCRIPT, "--out-dir", str(out), "--status")
+    assert missing.returncode == 2 and "no such directory" in missing.stderr
+    assert not out.exists()  # read-only: not even the directory is created
+    out.mkdir()
     unhealthy = run_script(SCRIPT, "--out-dir", str(out), "--status")
     assert unhealthy.returncode == 1 and "UNHEALTHY" in unhealthy.stdout
     assert collect(api, out).returncode == 0

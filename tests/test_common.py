@@ -172,8 +172,11 @@ def test_validate_tickers_rejects_bad_shapes(payload):
 def test_validate_global():
     assert validate_global({"market_cap_usd": 1, "cryptocurrencies_number": 2})
     assert validate_global({"market_cap_usd": 1, "new_text_field": "x"})  # unknown: tolerated
+    # A type change in a field the snapshot does not need is kept as given.
+    changed = {"market_cap_usd": 1, "cryptocurrencies_number": "many", "last_updated": "2026"}
+    assert validate_global(changed) == changed
     with pytest.raises(BadApiData):
-        validate_global({"market_cap_usd": 1, "cryptocurrencies_number": "many"})
+        validate_global({"cryptocurrencies_number": 2})
     with pytest.raises(BadApiData):
         validate_global({"market_cap_usd": "1", "cryptocurrencies_number": 2})
     with pytest.raises(BadApiData):
@@ -417,7 +420,7 @@ def test_shared_log_loses_no_lines_across_processes(tmp_path):
 import logging, sys
 from pathlib import Path
 from mcap.logsetup import setup_logging
-setup_logging(Path(sys.argv[1]), "w" + sys.argv[2], "r", verbose=False, secret=None)
+setup_logging(Path(sys.argv[1]), "w" + sys.argv[2], "r", verbose=False)
 for i in range(400):
     logging.getLogger("t").info("line %d %s", i, "x" * 200)
 """
@@ -485,13 +488,16 @@ def test_log_rotation_keeps_every_line(tmp_path, monkeypatch):
     import logging
 
     from mcap import logsetup
+    from mcap.redact import set_secret
 
     monkeypatch.setattr(logsetup, "LOG_MAX_BYTES", 20_000)
-    logsetup.setup_logging(tmp_path, "t", "r", verbose=False, secret="sk-SECRET")
+    set_secret("sk-SECRET")
+    logsetup.setup_logging(tmp_path, "t", "r", verbose=False)
     logger = logging.getLogger("rotation-test")
     for i in range(3000):
         logger.info("line %05d key=%s", i, "sk-SECRET")
     logging.getLogger().handlers.clear()
+    set_secret(None)
     files = sorted(tmp_path.glob("collection.log*"))
     assert len(files) == 1 + logsetup.LOG_BACKUPS
     lines = [ln for f in files for ln in f.read_text().splitlines()]
