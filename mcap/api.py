@@ -223,6 +223,17 @@ def parse_retry_after(value: str | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
+class _NoRedirectSession(requests.Session):
+    """A Session that never looks at Location: a 3xx is judged by the client like any status.
+
+    With `allow_redirects=False` requests still parses Location (a malformed one raises)
+    and reads the redirect's whole body; answering "no target" stops both.
+    """
+
+    def get_redirect_target(self, resp: requests.Response) -> None:
+        return None
+
+
 class ApiClient:
     """GETs JSON from the API; only this class turns HTTP outcomes into exceptions."""
 
@@ -243,7 +254,7 @@ class ApiClient:
         self._on_retry = on_retry
         self._last_attempt = 0.0
         self.last_body: tuple[str, bytes] | None = None  # for rejected/ when validation fails
-        self.session = requests.Session()
+        self.session = _NoRedirectSession()
         self.session.headers.update(
             {
                 "Accept": "application/json",

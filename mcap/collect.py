@@ -12,7 +12,7 @@ from typing import Any
 
 from .config import FREE_PLAN_TICKER_CAP, Config
 from .errors import CollectorError, ExitCode, Interrupted, LocalStateError, WriteError
-from .fsio import check_free_space, commit_temp, discard_temp, write_temp
+from .fsio import check_free_space, commit_temp, crash_point, discard_temp, write_temp
 from .history import (
     GAPS_NAME,
     HISTORY_DIR,
@@ -181,6 +181,7 @@ def _collect_locked(ctx: RunContext) -> int:
         )
     finally:
         client.close()
+    crash_point("run.after_fetch")
     coins = sorted(tickers.rows, key=rank_sort_key)
     stats.coin_count = len(coins)
     stats.expected_count = expected_coin_count(config, global_data)

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NoReturn
 
+import urllib3
+
 FREE_BASE_URL = "https://api.coinpaprika.com/v1"
 PRO_BASE_URL = "https://api-pro.coinpaprika.com/v1"
 FREE_MONTHLY_BUDGET = 20_000
@@ -70,11 +72,8 @@ class Config:
         api_key = (environ.get("COINPAPRIKA_API_KEY") or "").strip() or None
         if api_key is not None:
             check_api_key(api_key)
-        base_url = (
-            args.base_url
-            or environ.get("COINPAPRIKA_BASE_URL")
-            or (PRO_BASE_URL if api_key else FREE_BASE_URL)
-        )
+        base_url = args.base_url or environ.get("COINPAPRIKA_BASE_URL")
+        base_url = _base_url(base_url) if base_url else (PRO_BASE_URL if api_key else FREE_BASE_URL)
         budget = getattr(args, "monthly_budget", None)
         if budget is None and not api_key:
             budget = FREE_MONTHLY_BUDGET
@@ -152,6 +151,12 @@ def parse_quotes(text: str) -> tuple[str, ...]:
 def _base_url(text: str) -> str:
     if not text.startswith(("http://", "https://")):
         raise argparse.ArgumentTypeError(f"base URL must start with http:// or https://: {text!r}")
+    try:
+        host = urllib3.util.parse_url(text).host
+    except ValueError as exc:  # urllib3's LocationParseError is a ValueError
+        raise argparse.ArgumentTypeError(f"invalid base URL {text!r}: {exc}") from None
+    if not host:
+        raise argparse.ArgumentTypeError(f"base URL has no host: {text!r}")
     return text
 
 
@@ -314,5 +319,5 @@ def parse_config(
         parser.error("--min-interval must be 0 or more minutes")
     try:
         return Config.from_args(script, args, os.environ if environ is None else environ)
-    except ApiKeyError as exc:
+    except (ApiKeyError, argparse.ArgumentTypeError) as exc:
         parser.error(str(exc))

@@ -7,6 +7,7 @@ import errno
 import fcntl
 import os
 import shutil
+import signal
 import stat
 import tempfile
 import time
@@ -24,9 +25,16 @@ CRASH_ENV = "COLLECTOR_CRASH_AT"
 
 
 def crash_point(name: str) -> None:
-    """SIGKILL ourselves at a named point when a test asks for it."""
-    if os.environ.get(CRASH_ENV) == name:
-        os.kill(os.getpid(), 9)
+    """Signal ourselves at a named point when a test asks for it.
+
+    `COLLECTOR_CRASH_AT=name` sends SIGKILL; `name:TERM` or `name:INT` that signal.
+    """
+    wanted = os.environ.get(CRASH_ENV)
+    if wanted is None:
+        return
+    point, _, signame = wanted.partition(":")
+    if point == name:
+        os.kill(os.getpid(), getattr(signal, f"SIG{signame or 'KILL'}"))
 
 
 def ensure_dir(path: Path) -> Path:

@@ -39,6 +39,7 @@ from .fsio import (
     check_file_target,
     check_free_space,
     check_writable,
+    crash_point,
     ensure_dir,
     ensure_subdir,
     remove_orphan_temps,
@@ -231,6 +232,7 @@ class RunContext:
 
         Every problem here is a warning: the exit code is already decided.
         """
+        crash_point("run.finish")
         stats = self.stats
         stats.exit_code = int(code)
         stats.error = error
@@ -257,6 +259,7 @@ class RunContext:
         stats.warnings = list(self.warnings)
         if self.past_lock and self.writes_stats:
             self._write_stats()
+        crash_point("run.after_stats")
         if code == ExitCode.OK and log_failure():  # a failed run has said enough already
             write_stderr(f"{self.config.script}: warning: {log_failure()}")
         if self.logging_ready and not self.lock_refused:
@@ -383,6 +386,7 @@ def run_lock(ctx: RunContext, name: str = RUN_LOCK_NAME) -> Iterator[None]:
         log.warning("refused, exit 75: %s; nothing done", exc)
         raise
     ctx.past_lock = True
+    crash_point("run.after_lock")
     log.info(
         "run start out_dir=%s base_url=%s plan=%s quotes=%s",
         ctx.config.out_dir,

@@ -43,6 +43,68 @@ def run_script(
     )
 
 
+_SCRIPTS: dict[str, object] = {}
+
+
+def load_script(script: str):
+    """A numbered script as a module (its name starts with a digit, so no plain import)."""
+    if script not in _SCRIPTS:
+        import importlib.util
+
+        spec = importlib.util.spec_from_file_location(
+            f"script_{script.split('_')[0]}", ROOT / script
+        )
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        _SCRIPTS[script] = module
+    return _SCRIPTS[script]
+
+
+@pytest.fixture
+def run_inprocess(monkeypatch, capsys):
+    """Call a script's main(argv) in this process (for monkeypatching its internals).
+
+    Returns (exit_code, stdout, stderr); signal handlers, logging and the redaction secret
+    are restored afterwards.
+    """
+    import logging
+    import signal
+
+    from mcap.redact import set_secret
+
+    saved_signals = {
+        s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGALRM)
+    }
+    saved_handlers = list(logging.getLogger().handlers)
+    saved_level = logging.getLogger().level
+
+    def run(script: str, *args: str, env: dict[str, str] | None = None):
+        for key in list(os.environ):
+            if key.startswith("COINPAPRIKA_"):
+                monkeypatch.delenv(key)
+        for key, value in (env or {}).items():
+            monkeypatch.setenv(key, value)
+        capsys.readouterr()
+        try:
+            code = load_script(script).main(list(args))
+        except SystemExit as exc:  # argparse
+            code = exc.code
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    yield run
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    for signum, handler in saved_signals.items():
+        signal.signal(signum, handler)
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    for handler in saved_handlers:
+        root.addHandler(handler)
+    root.setLevel(saved_level)
+    set_secret(None)
+
+
 def tree_digest(directory: Path) -> dict[str, str]:
     """SHA-256 of every file below directory (lock files excluded: flock never edits them)."""
     digests = {}

@@ -34,6 +34,7 @@ import sys
 import threading
 import time
 import unicodedata
+import zlib
 from collections import deque
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -53,7 +54,7 @@ FREE_PLAN_CAP = 2000
 START_EPOCH = calendar.timegm((2026, 11, 25, 12, 0, 0, 0, 0, 0))
 FAULT_KINDS = frozenset(
     "status html200 truncated truncated_json gzip_truncated hang trickle nan infinity bignum "
-    "body duplicate_rows reset".split()
+    "body duplicate_rows reset chunked redirect echo_key huge gzip_bomb mutate".split()
 )
 JSON_CT = "application/json"
 _ERROR_MESSAGES = {
@@ -121,6 +122,29 @@ def _dumps(obj: Any) -> bytes:
     if isinstance(obj, list):
         return b"[" + b",".join(_ENCODER.encode(x).encode() for x in obj) + b"]"
     return _ENCODER.encode(obj).encode()
+
+
+def _dumps_any(obj: Any) -> bytes:
+    """Like _dumps, but odd strings (lone surrogates) go out \\u-escaped, as JSON allows."""
+    try:
+        return _dumps(obj)
+    except UnicodeEncodeError:
+        return json.dumps(obj, separators=(",", ":")).encode()
+
+
+_BOMBS: dict[int, bytes] = {}
+
+
+def _gzip_bomb(mb: int) -> bytes:
+    if mb not in _BOMBS:
+        packer = zlib.compressobj(9, zlib.DEFLATED, 31)
+        block = b" " * 1_000_000
+        _BOMBS[mb] = b"".join(
+            [packer.compress(b"[") for _ in range(1)]
+            + [packer.compress(block) for _ in range(mb)]
+            + [packer.compress(b"]"), packer.flush()]
+        )
+    return _BOMBS[mb]
 
 
 def _sig(x: float, digits: int = 7) -> float:
@@ -578,6 +602,19 @@ class FakeCoinPaprika:
         h.end_headers()
         h.wfile.write(data)
 
+    @staticmethod
+    def _start_chunked(h: _Handler, status: int, ctype: str, gz: bool) -> None:
+        h.send_response(status)
+        h.send_header("Content-Type", ctype)
+        h.send_header("Transfer-Encoding", "chunked")
+        if gz:
+            h.send_header("Content-Encoding", "gzip")
+        h.end_headers()
+
+    @staticmethod
+    def _chunk(h: _Handler, data: bytes) -> None:
+        h.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+
     def _handle(self, h: _Handler) -> None:
         parts = urlsplit(h.path)
         path = self._norm(parts.path)  # "/v1/tickers" -> "/tickers"; others stay as they are
@@ -619,6 +656,59 @@ class FakeCoinPaprika:
             data = opts.get("body", b"")
             data = data.encode() if isinstance(data, str) else data
             self._write(h, int(opts.get("status", 200)), data, opts.get("content_type", JSON_CT))
+        elif kind == "redirect":
+            # A 3xx the real API never sends; Location may be anything (another host, ftp://,
+            # garbage). A client that follows it spends requests the ledger never saw.
+            status = int(opts.get("status", 302))
+            location = opts.get("location", self.url + raw_path[3:])
+            h.send_response(status)
+            h.send_header("Location", location)
+            h.send_header("Content-Length", "0")
+            h.end_headers()
+        elif kind == "huge":
+            # A valid-looking JSON array that goes on for `mb` megabytes, chunked (no length).
+            row = _dumps(self.tickers[min(5, len(self.tickers) - 1)])
+            total, sent = int(float(opts.get("mb", 200)) * 1_000_000), 0
+            self._start_chunked(h, 200, JSON_CT, gz=False)
+            self._chunk(h, b"[")
+            block = b",".join([row] * max(1, 256_000 // len(row)))
+            while sent < total and not self._stopping.is_set():
+                self._chunk(h, block + b",")
+                sent += len(block) + 1
+            self._chunk(h, row + b"]")
+            self._chunk(h, b"")
+        elif kind == "gzip_bomb":
+            # About 1 MB on the wire, `mb` megabytes of whitespace once decompressed.
+            self._write(h, 200, _gzip_bomb(int(opts.get("mb", 1000))), JSON_CT, gz=True)
+        elif kind == "mutate":
+            # opts["tickers"] / opts["global_"]: callables that edit a deep copy of the data.
+            path = self._norm(urlsplit(raw_path).path)
+            if path == "/tickers":
+                quotes = self._quotes(query.get("quotes"))
+                rows = json.loads(
+                    _dumps(self._rows(quotes if isinstance(quotes, tuple) else ("USD",)))
+                )
+                data = _dumps_any(opts["tickers"](rows) if "tickers" in opts else rows)
+            elif path == "/global":
+                doc = json.loads(_dumps(self.global_data))
+                data = _dumps_any(opts["global_"](doc) if "global_" in opts else doc)
+            else:
+                _, body, _ = self._route(raw_path, query, headers)
+                data = body.plain
+            self._write(h, 200, gzip.compress(data, 1, mtime=0) if gz else data, JSON_CT, gz)
+        elif kind == "echo_key":
+            # A 200 body that carries the caller's Authorization header inside a coin's name,
+            # raw and JSON-escaped, as a misbehaving proxy or API might.
+            key = headers.get("authorization", "")
+            status, body, ctype = self._route(raw_path, query, headers)
+            text = body.plain
+            if key and status == 200:
+                escaped = json.dumps(key)[1:-1].replace("/", "\\/").encode()
+                text = text.replace(
+                    b'"name":"Bitcoin"', b'"name":"Bitcoin ' + key.encode() + b'"', 1
+                )
+                text = text.replace(b'"symbol":"BTC"', b'"symbol":"' + escaped + b'"', 1)
+            self._write(h, status, gzip.compress(text, 1, mtime=0) if gz else text, ctype, gz)
         else:
             self._mangled(h, *self._route(raw_path, query, headers), gz, kind, opts)
 
@@ -656,6 +746,17 @@ class FakeCoinPaprika:
                 text = text[: m.start(1)] + _NUM_TOKENS[kind] + text[m.end(1) :]
             data = _Body(text)
             self._write(h, status, data.gz() if gz else data.plain, ctype, gz)
+        elif kind == "chunked":
+            # Transfer-Encoding: chunked, no Content-Length, in pieces of `chunk` bytes.
+            gz = gz and not opts.get("plain")
+            data = body.gz() if gz else body.plain
+            self._start_chunked(h, status, ctype, gz)
+            step = int(opts.get("chunk", 65536))
+            for pos in range(0, len(data), step):
+                self._chunk(h, data[pos : pos + step])
+            if not opts.get("cut"):
+                self._chunk(h, b"")
+            h.close_connection = True
         elif kind == "duplicate_rows":
             rows = json.loads(body.plain) if ctype == JSON_CT else None
             if isinstance(rows, list):

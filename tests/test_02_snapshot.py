@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -260,20 +259,20 @@ def test_non_finite_numbers_exit_65_and_never_reach_disk(api, out, kind):
 
 def test_hanging_server_ends_within_the_deadline(api, out):
     api.add_fault("/tickers", "hang", times=-1, seconds=60)
-    started = time.monotonic()
     result = snapshot(api, out, "--timeout", "2", "--deadline", "6")
-    elapsed = time.monotonic() - started
     assert result.returncode == 69
-    assert elapsed < 15
+    # Read timeouts of 2 s inside a 6 s deadline leave room for at most 3 attempts; the
+    # server hangs for 60 s, so only the client's own limits can have ended the run.
+    assert 1 <= api.count("/tickers") <= 3
+    assert "ReadTimeout" in result.stderr
 
 
 def test_trickling_body_is_stopped_by_the_deadline(api, out):
     api.add_fault("/tickers", "trickle", times=-1, seconds=60, interval=0.2)
-    started = time.monotonic()
     result = snapshot(api, out, "--timeout", "5", "--deadline", "4")
     assert result.returncode == 69
-    assert time.monotonic() - started < 12
-    assert "deadline" in result.stderr
+    # Each byte comes within the read timeout: only the whole-run deadline stops this.
+    assert "deadline" in result.stderr.splitlines()[-1]
 
 
 @pytest.mark.parametrize("kind", ["truncated", "truncated_json", "gzip_truncated", "reset"])

@@ -66,10 +66,9 @@ def test_second_run_while_first_is_active_exits_75_fast_and_touches_nothing(api,
         wait_for_request(api, "/tickers")
         before = tree_digest(out)
         log_before = (out / "collection.log").read_bytes()
-        started = time.monotonic()
         second = collect(api, out)
         assert second.returncode == 75
-        assert time.monotonic() - started < 5
+        assert first.poll() is None  # refused at once: it did not wait for the holder
         assert "previous run still active" in second.stderr
         after = tree_digest(out)
         changed = {k for k in set(before) | set(after) if before.get(k) != after.get(k)}
@@ -158,10 +157,8 @@ def test_signal_stops_cleanly(api, out, signum, code):
 
 def test_deadline_bounds_a_429_storm(api, out):
     api.add_fault("/tickers", "status", status=429, times=-1, retry_after="3600")
-    started = time.monotonic()
     result = collect(api, out, "--deadline", "5", "--retries", "10")
     assert result.returncode == 69
-    assert time.monotonic() - started < 10
     assert api.count("/tickers") == 1  # a one-hour Retry-After cannot fit a 5 s deadline
 
 
@@ -372,8 +369,9 @@ def test_soak_with_random_faults_and_kills(free_api, out):
     ]
 
     def committed() -> int:
-        path = out / "history" / "snapshots.jsonl"
-        return len(read_jsonl(path)) if path.exists() else 0
+        # Through the commit point: snapshots.jsonl may end in an uncommitted tail after a
+        # kill (its lines are cut by the next run), so its line count is not the answer.
+        return HistoryStore(out).read_state()["snapshot_count"]
 
     for _ in range(24):
         free_api.clear_faults()
