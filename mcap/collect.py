@@ -550,7 +550,7 @@ def show_budget_plan(ctx: RunContext) -> int:
 
 def fetch_coin_catalogue(ctx: RunContext) -> int:
     """/coins once; coins_metadata.json and coins_list.txt replaced together."""
-    prepare_out_dir(ctx)
+    prepare_out_dir(ctx, files=(COINS_JSON, COINS_LIST))
     config = ctx.config
     with run_lock(ctx, ".coins.lock"):
         clean_orphans(config.out_dir, (COINS_JSON, COINS_LIST))
