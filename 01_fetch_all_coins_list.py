@@ -5,11 +5,19 @@ import sys
 
 import common
 
+PROFILE = common.ScriptProfile(
+    name="01_fetch_all_coins_list",
+    description=__doc__,
+    takes_quotes=False,
+    interactive=True,
+    deadline_s=common.INTERACTIVE_DEADLINE_S,
+    writes_stats=False,
+    lock_name=".coins.lock",
+)
+
 
 def main(argv: list[str] | None = None) -> int:
-    return common.run_main(
-        common.SCRIPT_COINS, __doc__, common.fetch_coin_catalogue, argv, writes_stats=False
-    )
+    return common.run_main(PROFILE, common.fetch_catalogue, argv)
 
 
 if __name__ == "__main__":

@@ -5,9 +5,17 @@ import sys
 
 import common
 
+PROFILE = common.ScriptProfile(
+    name="02_fetch_all_market_caps",
+    description=__doc__,
+    interactive=True,
+    deadline_s=common.INTERACTIVE_DEADLINE_S,
+    min_interval_min=0,
+)
+
 
 def main(argv: list[str] | None = None) -> int:
-    return common.run_main(common.SCRIPT_SNAPSHOT, __doc__, common.collect_snapshot, argv)
+    return common.run_main(PROFILE, common.collect_snapshot, argv)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,13 @@ import sys
 
 import common
 
+PROFILE = common.ScriptProfile(
+    name="03_optimized_free_tier_collector",
+    description=__doc__,
+    min_interval_min=5,  # the free plan refreshes about every 5 minutes
+    has_budget_plan=True,
+)
+
 
 def pipeline(ctx: common.RunContext) -> int:
     if ctx.config.show_plan:
@@ -13,7 +20,7 @@ def pipeline(ctx: common.RunContext) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return common.run_main(common.SCRIPT_FREE_TIER, __doc__, pipeline, argv)
+    return common.run_main(PROFILE, pipeline, argv)
 
 
 if __name__ == "__main__":

@@ -41,8 +41,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mcap.history import RECENT_IDS_KEPT, Commit, HistoryStore
-from mcap.snapshot import history_bytes
+from mcap.formats import history_bytes
+from mcap.history import Commit, HistoryStore
+from mcap.history.state import RECENT_IDS_KEPT, save_state
 from tests.fake_api import FakeCoinPaprika
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -459,7 +460,7 @@ def fill_directly(store: HistoryStore, make: CommitFactory, start: int, stop: in
     state = store.read_state()
     store.repair(state)
     recent = list(state["recent_snapshot_ids"])
-    with open(store.rows_path, "ab") as rows, open(store.snapshots_path, "ab") as snaps:
+    with open(store.files.rows, "ab") as rows, open(store.files.snapshots, "ab") as snaps:
         for index in range(start, stop):
             commit = make(index)
             line = (json.dumps(commit.summary, separators=(",", ":")) + "\n").encode()
@@ -479,7 +480,7 @@ def fill_directly(store: HistoryStore, make: CommitFactory, start: int, stop: in
             handle.flush()
             os.fsync(handle.fileno())
     state["recent_snapshot_ids"] = recent[-RECENT_IDS_KEPT:]
-    store._write_state(state)  # the store's own state writer (atomic replace + fsync)
+    save_state(store.files, state)  # the store's own state writer (atomic replace + fsync)
 
 
 def time_commits(store: HistoryStore, make: CommitFactory, first: int, samples: int) -> list[float]:
@@ -510,7 +511,7 @@ def bench_append(coins: list[dict[str, Any]], tmp: Path, samples: int, report: R
         fill_directly(store, make, via_commit, APPEND_STORED)
     build_s = time.perf_counter() - build_start
     state = store.read_state()
-    history_size = size(store.rows_path)
+    history_size = size(store.files.rows)
     assert state["snapshot_count"] == APPEND_STORED, state["snapshot_count"]
     assert state["history_size"] == history_size
     os.sync()  # the build's dirty pages must not be flushed during the timed fsyncs

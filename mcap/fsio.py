@@ -242,10 +242,6 @@ class FileLock:
             os.close(self._fd)
             self._fd = None
 
-    @property
-    def held(self) -> bool:
-        return self._fd is not None
-
     def __enter__(self) -> FileLock:
         self.acquire()
         return self

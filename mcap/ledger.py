@@ -4,40 +4,20 @@ from __future__ import annotations
 
 import json
 import logging
-import time
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import clock
+from .clock import hour_key, month_key, month_start, next_month_start, parse_iso, utc_iso
 from .errors import BudgetExceeded, LocalStateError, QuotaBlocked
 from .fsio import atomic_write_bytes, locked
-from .logsetup import utc_iso
+from .settings import API_REFRESH_MIN, CALLS_PER_SNAPSHOT, Config
 
 log = logging.getLogger(__name__)
 
 LEDGER_NAME = "request_ledger.json"
-
-
-def month_key(ts: float) -> str:
-    return time.strftime("%Y-%m", time.gmtime(ts))
-
-
-def hour_key(ts: float) -> str:
-    return time.strftime("%Y-%m-%dT%H", time.gmtime(ts))
-
-
-def next_month_start(ts: float) -> str:
-    """First instant of the next calendar month, UTC, as ISO text."""
-    tm = time.gmtime(ts)
-    year, month = (tm.tm_year + 1, 1) if tm.tm_mon == 12 else (tm.tm_year, tm.tm_mon + 1)
-    return f"{year:04d}-{month:02d}-01T00:00:00Z"
-
-
-def parse_iso(text: str) -> float:
-    """Parse our own `YYYY-MM-DDTHH:MM:SSZ` back into epoch seconds."""
-    import calendar
-
-    return float(calendar.timegm(time.strptime(text, "%Y-%m-%dT%H:%M:%SZ")))
 
 
 def empty_ledger(now: float) -> dict[str, Any]:
@@ -101,7 +81,7 @@ class RequestLedger:
 
     def load(self, now: float | None = None) -> dict[str, Any]:
         """The ledger as of now: counts roll over at month and hour boundaries."""
-        now = time.time() if now is None else now
+        now = clock.now() if now is None else now
         try:
             data = json.loads(self.path.read_bytes())
         except FileNotFoundError:
@@ -147,12 +127,13 @@ class RequestLedger:
             BudgetExceeded: the month's count already reached the budget.
         """
         with locked(self.lock_path):
-            now = time.time()
+            now = clock.now()
             data = self.load(now)
             if budget is not None and data["month_requests"] >= budget:
                 raise BudgetExceeded(
                     f"monthly budget of {budget} requests used up "
-                    f"({data['month_requests']} made this month); resets {next_month_start(now)}"
+                    f"({data['month_requests']} made this month); "
+                    f"resets {utc_iso(next_month_start(now))}"
                 )
             data["month_requests"] += 1
             data["hour_requests"] += 1
@@ -168,7 +149,7 @@ class RequestLedger:
         The worst case is every call using all its retries; a run that could not afford it
         makes no request at all, so the budget holds even in a 5xx storm.
         """
-        now = time.time()
+        now = clock.now()
         data = self.load(now)
         if data["blocked_until"] and not force:
             raise QuotaBlocked(
@@ -180,16 +161,17 @@ class RequestLedger:
             raise BudgetExceeded(
                 f"request budget exhausted: {data['month_requests']} of {budget} calls used this "
                 f"month, this run may need up to {worst_case} ({calls} requests, each with up to "
-                f"{attempts_per_call - 1} retries); the budget resets {next_month_start(now)}"
+                f"{attempts_per_call - 1} retries); the budget resets "
+                f"{utc_iso(next_month_start(now))}"
             )
         return data
 
     def mark_blocked(self, reason: str) -> str:
         """After a quota 402: block every run until the month resets."""
         with locked(self.lock_path):
-            now = time.time()
+            now = clock.now()
             data = self.load(now)
-            until = next_month_start(now)
+            until = utc_iso(next_month_start(now))
             data.update(blocked_until=until, blocked_reason=reason)
             self._save(data, now)
         log.warning("ledger: quota blocked until %s (%s)", until, reason)
@@ -197,8 +179,57 @@ class RequestLedger:
 
     def clear_block(self) -> None:
         with locked(self.lock_path):
-            now = time.time()
+            now = clock.now()
             data = self.load(now)
             if data.get("blocked_until"):
                 data.update(blocked_until=None, blocked_reason=None)
                 self._save(data, now)
+
+
+def budget_plan(config: Config, used: int, at: float | None = None) -> dict[str, Any]:
+    """Budget maths for a cadence: calls this month vs the budget, and the fastest cadence."""
+    at = clock.now() if at is None else at
+    start, end = month_start(at), next_month_start(at)
+    month_minutes = (end - start) / 60
+    left_minutes = max(0.0, (end - at) / 60)
+    per_month = math.ceil(month_minutes / config.every_min) * CALLS_PER_SNAPSHOT
+    rest = math.ceil(left_minutes / config.every_min) * CALLS_PER_SNAPSHOT
+    budget = config.monthly_budget
+    fastest = None
+    if budget is not None:
+        fastest = next(
+            (
+                m
+                for m in range(API_REFRESH_MIN, 24 * 60 + 1)
+                if math.ceil(month_minutes / m) * CALLS_PER_SNAPSHOT <= budget
+            ),
+            None,
+        )
+    return {
+        "every_min": config.every_min,
+        "calls_per_snapshot": CALLS_PER_SNAPSHOT,
+        "days_in_month": round(month_minutes / 1440),
+        "calls_needed_full_month": per_month,
+        "calls_used_this_month": used,
+        "calls_needed_rest_of_month": rest,
+        "monthly_budget": budget,
+        "fits": budget is None or per_month <= budget,
+        "fits_rest_of_month": budget is None or used + rest <= budget,
+        "fastest_cadence_min": fastest,
+    }
+
+
+def log_budget_plan(config: Config, used: int) -> dict[str, Any]:
+    """The budget maths for this run's cadence, as one log line; returns the figures."""
+    plan = budget_plan(config, used)
+    log.info(
+        "budget plan: every %d min needs %d calls/month (%d left this month, %d used) "
+        "of budget %s; fastest cadence that fits: %s min",
+        plan["every_min"],
+        plan["calls_needed_full_month"],
+        plan["calls_needed_rest_of_month"],
+        used,
+        plan["monthly_budget"],
+        plan["fastest_cadence_min"],
+    )
+    return plan

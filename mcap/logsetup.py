@@ -17,11 +17,6 @@ LOG_MAX_BYTES = 5 * 1024 * 1024
 LOG_BACKUPS = 5
 
 
-def utc_iso(ts: float | None = None) -> str:
-    """ISO-8601 UTC with Z, to the second."""
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() if ts is None else ts))
-
-
 class UtcFormatter(logging.Formatter):
     converter = time.gmtime
 

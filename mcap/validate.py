@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import BadApiData, ShrunkSnapshot
+from .errors import ApiDataError, ShrunkSnapshot
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +57,9 @@ def short(value: Any, size: int = 60) -> str:
     return text if len(text) <= size else text[: size - 1] + "…"
 
 
-def _fail(what: str, index: int, row: Any, problem: str) -> BadApiData:
+def _fail(what: str, index: int, row: Any, problem: str) -> ApiDataError:
     ident = row.get("id") if isinstance(row, dict) else None
-    return BadApiData(f"{what} row {index} ({short(ident)}): {problem}")
+    return ApiDataError(f"{what} row {index} ({short(ident)}): {problem}")
 
 
 def _check_rank(what: str, index: int, row: dict[str, Any]) -> None:
@@ -90,9 +90,9 @@ def _check_texts(what: str, index: int, row: dict[str, Any], keys: tuple[str, ..
 def _dedupe(what: str, payload: Any) -> Validated:
     """Check list-of-objects-with-id and drop repeated ids (first kept)."""
     if not isinstance(payload, list):
-        raise BadApiData(f"{what}: expected a JSON array, got {type(payload).__name__}")
+        raise ApiDataError(f"{what}: expected a JSON array, got {type(payload).__name__}")
     if not payload:
-        raise BadApiData(f"{what}: the API returned an empty list")
+        raise ApiDataError(f"{what}: the API returned an empty list")
     rows: list[dict[str, Any]] = []
     seen: set[str] = set()
     duplicates: list[str] = []
@@ -118,7 +118,7 @@ def validate_tickers(payload: Any, quotes: tuple[str, ...]) -> Validated:
     """Check /tickers: shape, ids, numbers; drop duplicate ids.
 
     Raises:
-        BadApiData: the payload cannot be used; nothing must be written.
+        ApiDataError: the payload cannot be used; nothing must be written.
     """
     result = _dedupe("/tickers", payload)
     missing = dict.fromkeys(quotes, 0)
@@ -147,7 +147,7 @@ def validate_tickers(payload: Any, quotes: tuple[str, ...]) -> Validated:
                     raise _fail("/tickers", index, row, f"quotes.{code}.{key} is {short(value)}")
     for code, count in missing.items():
         if count * 2 > len(result.rows):
-            raise BadApiData(
+            raise ApiDataError(
                 f"/tickers: quote {code} missing in {count} of {len(result.rows)} rows"
             )
     return result
@@ -160,10 +160,10 @@ def validate_global(payload: Any) -> dict[str, Any]:
     as RFC 3339 text) is logged, and never costs the /tickers payload already paid for.
     """
     if not isinstance(payload, dict):
-        raise BadApiData(f"/global: expected a JSON object, got {type(payload).__name__}")
+        raise ApiDataError(f"/global: expected a JSON object, got {type(payload).__name__}")
     for key in GLOBAL_REQUIRED:
         if not _is_number(payload.get(key)):
-            raise BadApiData(f"/global: {key} is {short(payload.get(key))}, expected a number")
+            raise ApiDataError(f"/global: {key} is {short(payload.get(key))}, expected a number")
     for key in GLOBAL_NUMBERS:
         if key in payload and not _numeric_ok(payload[key]):
             log.warning("/global: %s is %s, not a number; kept as given", key, short(payload[key]))

@@ -14,23 +14,27 @@ from pathlib import Path
 
 import pytest
 
-from mcap.api import ApiClient, Deadline, fetch_paginated, parse_json_strict
-from mcap.collect import budget_plan
-from mcap.config import SCRIPT_FREE_TIER, Config
+from mcap.client import ApiClient, Deadline
+from mcap.clock import parse_iso
 from mcap.errors import (
+    ApiDataError,
     ApiUnavailable,
     AuthOrPlanError,
-    BadApiData,
     BudgetExceeded,
+    HistoryDamaged,
     QuotaBlocked,
     ShrunkSnapshot,
 )
+from mcap.formats import csv_bytes, history_bytes, safe_text_cell
 from mcap.fsio import atomic_write_bytes, remove_orphan_temps
-from mcap.history import Commit, HistoryDamaged, HistoryStore, check_history
-from mcap.ledger import RequestLedger, parse_iso
-from mcap.snapshot import csv_bytes, history_bytes, safe_text_cell
+from mcap.history import Commit, Gap, HistoryStore, check_history
+from mcap.jsonio import loads_strict
+from mcap.ledger import RequestLedger, budget_plan
+from mcap.settings import Config, ScriptProfile
 from mcap.validate import check_shrink, rank_sort_key, validate_global, validate_tickers
 from tests.conftest import ROOT, read_jsonl
+
+PROFILE = ScriptProfile(name="test", description="unit tests")
 
 # --- CSV and text cells ---------------------------------------------------------------------
 
@@ -123,7 +127,7 @@ def test_history_rows_are_compact():
 )
 def test_strict_json_rejects_what_jq_would_mangle(body):
     with pytest.raises(ValueError):
-        parse_json_strict(body)
+        loads_strict(body)
 
 
 def ticker(ident: str, rank: int | None = 1, **quote) -> dict:
@@ -165,7 +169,7 @@ def test_validate_tickers_accepts_null_empty_and_drops_duplicates():
     ],
 )
 def test_validate_tickers_rejects_bad_shapes(payload):
-    with pytest.raises(BadApiData):
+    with pytest.raises(ApiDataError):
         validate_tickers(payload, ("USD",))
 
 
@@ -175,11 +179,11 @@ def test_validate_global():
     # A type change in a field the snapshot does not need is kept as given.
     changed = {"market_cap_usd": 1, "cryptocurrencies_number": "many", "last_updated": "2026"}
     assert validate_global(changed) == changed
-    with pytest.raises(BadApiData):
+    with pytest.raises(ApiDataError):
         validate_global({"cryptocurrencies_number": 2})
-    with pytest.raises(BadApiData):
+    with pytest.raises(ApiDataError):
         validate_global({"market_cap_usd": "1", "cryptocurrencies_number": 2})
-    with pytest.raises(BadApiData):
+    with pytest.raises(ApiDataError):
         validate_global([])
 
 
@@ -270,14 +274,14 @@ def test_ledger_rolls_over_months(tmp_path):
 
 
 def test_budget_maths():
-    config = Config(script=SCRIPT_FREE_TIER, out_dir=Path("."), base_url="x", every_min=5)
-    plan = budget_plan(config, used=0, now=parse_iso("2026-12-01T00:00:00Z"))
+    config = Config(profile=PROFILE, out_dir=Path("."), base_url="x", every_min=5)
+    plan = budget_plan(config, used=0, at=parse_iso("2026-12-01T00:00:00Z"))
     assert plan["calls_needed_full_month"] == 17_856 and plan["fits"]
     assert plan["fastest_cadence_min"] == 5
     slow = budget_plan(
-        Config(script=SCRIPT_FREE_TIER, out_dir=Path("."), base_url="x", every_min=2),
+        Config(profile=PROFILE, out_dir=Path("."), base_url="x", every_min=2),
         used=0,
-        now=parse_iso("2026-12-01T00:00:00Z"),
+        at=parse_iso("2026-12-01T00:00:00Z"),
     )
     assert not slow["fits"]
 
@@ -287,7 +291,7 @@ def test_budget_maths():
 
 def make_client(url: str, tmp_path: Path, sleeps: list[float], **overrides) -> ApiClient:
     config = Config(
-        script="test",
+        profile=PROFILE,
         out_dir=tmp_path,
         base_url=url,
         api_key=None,
@@ -322,8 +326,8 @@ def test_backoff_without_retry_after_is_jittered_and_bounded(free_api, tmp_path)
 @pytest.mark.parametrize(
     ("status", "error"),
     [
-        (400, BadApiData),
-        (404, BadApiData),
+        (400, ApiDataError),
+        (404, ApiDataError),
         (401, AuthOrPlanError),
         (403, AuthOrPlanError),
         (402, AuthOrPlanError),
@@ -340,16 +344,8 @@ def test_client_errors_are_never_retried(free_api, tmp_path, status, error):
 
 def test_unknown_route_text_404_is_reported(free_api, tmp_path):
     client = make_client(free_api.url, tmp_path, [])
-    with pytest.raises(BadApiData, match="404 page not found"):
+    with pytest.raises(ApiDataError, match="404 page not found"):
         client.get_json("/no-such-route")
-
-
-def test_paginated_fetch_detects_ignored_paging(free_api, tmp_path):
-    client = make_client(free_api.url, tmp_path, [])
-    rows, report = fetch_paginated(client, "/tickers")
-    assert report.paging_ignored and report.pages == 2
-    assert len(rows) == len({r["id"] for r in rows}) == 2_000
-    assert report.duplicates_dropped == 2_000
 
 
 # --- history --------------------------------------------------------------------------------------
@@ -364,27 +360,27 @@ def commit_for(ts: str, ids: list[str]) -> Commit:
 def test_history_commit_is_idempotent(tmp_path):
     store = HistoryStore(tmp_path)
     assert store.commit(commit_for("2026-11-25T10:00:00Z", ["a", "b"]))
-    size = store.rows_path.stat().st_size
+    size = store.files.rows.stat().st_size
     assert not store.commit(commit_for("2026-11-25T10:00:00Z", ["a", "b"]))
-    assert store.rows_path.stat().st_size == size
+    assert store.files.rows.stat().st_size == size
 
 
 def test_torn_tail_is_cut_and_kept_aside(tmp_path):
     store = HistoryStore(tmp_path)
     store.commit(commit_for("2026-11-25T10:00:00Z", ["a", "b"]))
-    with open(store.rows_path, "ab") as handle:
+    with open(store.files.rows, "ab") as handle:
         handle.write(b'{"ts":"2026-11-25T10:30:00Z","id":"a"}\n{"ts":"2026-11-25T1')
     store.commit(commit_for("2026-11-25T11:00:00Z", ["a", "b", "c"]))
     cut = list(store.dir.glob("market_cap_history.jsonl.cut-*"))
     assert len(cut) == 1 and cut[0].read_bytes().startswith(b'{"ts":"2026-11-25T10:30')
-    assert len(read_jsonl(store.rows_path)) == 5
+    assert len(read_jsonl(store.files.rows)) == 5
     assert check_history(tmp_path, 30).ok
 
 
 def test_damaged_history_is_refused(tmp_path):
     store = HistoryStore(tmp_path)
     store.commit(commit_for("2026-11-25T10:00:00Z", ["a", "b"]))
-    store.rows_path.write_bytes(b"")
+    store.files.rows.write_bytes(b"")
     with pytest.raises(HistoryDamaged):
         store.commit(commit_for("2026-11-25T11:00:00Z", ["a"]))
 
@@ -393,9 +389,9 @@ def test_lost_state_is_rebuilt_from_the_files(tmp_path):
     store = HistoryStore(tmp_path)
     store.commit(commit_for("2026-11-25T10:00:00Z", ["a", "b"]))
     store.commit(commit_for("2026-11-25T10:30:00Z", ["a", "b"]))
-    with open(store.rows_path, "ab") as handle:
+    with open(store.files.rows, "ab") as handle:
         handle.write(b'{"ts":"2026-11-25T11:00:00Z","id":"a"}\n')  # uncommitted
-    store.state_path.unlink()
+    store.files.state.unlink()
     state = store.read_state()
     assert state["last_ts"] == "2026-11-25T10:30:00Z" and state["snapshot_count"] == 2
     assert store.commit(commit_for("2026-11-25T11:00:00Z", ["a"]))
@@ -410,9 +406,7 @@ def test_check_history_reports_gaps(tmp_path):
         store.commit(commit_for(ts, ["a"]))
     report = check_history(tmp_path, 30)
     assert report.ok
-    assert report.gaps == [
-        {"from": "2026-11-25T10:30:00Z", "to": "2026-11-25T12:00:00Z", "missing_slots": 2}
-    ]
+    assert report.gaps == [Gap("2026-11-25T10:30:00Z", "2026-11-25T12:00:00Z", 2)]
 
 
 def test_shared_log_loses_no_lines_across_processes(tmp_path):
@@ -437,10 +431,10 @@ for i in range(400):
 def test_rebuild_drops_a_snapshot_whose_rows_are_incomplete(tmp_path):
     store = HistoryStore(tmp_path)
     store.commit(commit_for("2026-11-25T10:00:00Z", ["a", "b"]))
-    with open(store.rows_path, "ab") as rows, open(store.snapshots_path, "ab") as entries:
+    with open(store.files.rows, "ab") as rows, open(store.files.snapshots, "ab") as entries:
         rows.write(b'{"ts":"2026-11-25T10:30:00Z","id":"a"}\n')  # "b" never arrived
         entries.write(b'{"ts":"2026-11-25T10:30:00Z","snapshot_id":"x","coin_count":2}\n')
-    store.state_path.unlink()
+    store.files.state.unlink()
     assert store.commit(commit_for("2026-11-25T11:00:00Z", ["a", "b"]))
     report = check_history(tmp_path, 30)
     assert report.ok, report.problems
@@ -450,22 +444,22 @@ def test_rebuild_drops_a_snapshot_whose_rows_are_incomplete(tmp_path):
 def test_rebuild_after_compaction_keeps_archived_snapshots(tmp_path):
     store = HistoryStore(tmp_path)
     store.commit(commit_for("2026-10-31T23:30:00Z", ["a", "b"]))
-    store.compact_closed_months(now=parse_iso("2026-11-01T00:10:00Z"))
+    store.compact_closed_months(at=parse_iso("2026-11-01T00:10:00Z"))
     store.commit(commit_for("2026-11-01T00:00:00Z", ["a", "b"]))
-    store.state_path.unlink()
+    store.files.state.unlink()
     state = store.read_state()
     assert state["snapshot_count"] == 2 and state["last_ts"] == "2026-11-01T00:00:00Z"
-    assert state["history_size"] == store.rows_path.stat().st_size
+    assert state["history_size"] == store.files.rows.stat().st_size
     assert check_history(tmp_path, 30).ok
 
 
 def test_full_disk_during_append_rolls_back(tmp_path, monkeypatch):
-    from mcap import history as history_module
     from mcap.errors import WriteError
+    from mcap.history import store as history_module
 
     store = HistoryStore(tmp_path)
     store.commit(commit_for("2026-11-25T10:00:00Z", ["a", "b"]))
-    before = (store.rows_path.read_bytes(), store.snapshots_path.read_bytes())
+    before = (store.files.rows.read_bytes(), store.files.snapshots.read_bytes())
     calls = {"n": 0}
     real_write_all = history_module.write_all
 
@@ -479,7 +473,7 @@ def test_full_disk_during_append_rolls_back(tmp_path, monkeypatch):
     with pytest.raises(WriteError):
         store.commit(commit_for("2026-11-25T10:30:00Z", ["a", "b", "c"]))
     monkeypatch.undo()
-    assert (store.rows_path.read_bytes(), store.snapshots_path.read_bytes()) == before
+    assert (store.files.rows.read_bytes(), store.files.snapshots.read_bytes()) == before
     assert store.commit(commit_for("2026-11-25T10:30:00Z", ["a", "b", "c"]))
     assert check_history(tmp_path, 30).ok
 
@@ -511,12 +505,12 @@ def test_deadline_alarm_is_a_backstop_and_waits_for_a_commit(monkeypatch):
     import signal
     import time
 
-    from mcap import runner
+    from mcap import signals
     from mcap.errors import DeadlineExceeded
 
-    monkeypatch.setattr(runner, "DEADLINE_GRACE_S", 0.0)
+    monkeypatch.setattr(signals, "DEADLINE_GRACE_S", 0.0)
     saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGALRM)}
-    guard = runner.SignalGuard()
+    guard = signals.SignalGuard()
     try:
         guard.install(0.2)
         with pytest.raises(DeadlineExceeded):

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from mcap.clock import utc_iso
 from mcap.history import Commit, HistoryStore, check_history
-from mcap.logsetup import utc_iso
 from tests.conftest import (
     API_KEY,
     FAST,
@@ -133,12 +133,12 @@ def test_after_the_commit_a_failing_stats_write_is_a_warning(api, out, run_inpro
 
 
 def test_after_the_commit_a_failing_summary_is_a_warning(api, out, run_inprocess, monkeypatch):
-    from mcap import collect
+    from mcap import pipeline
 
     def broken_summary(*args):
         raise ValueError("a number that does not fit the format")
 
-    monkeypatch.setattr(collect, "print_summary", broken_summary)
+    monkeypatch.setattr(pipeline, "print_summary", broken_summary)
     code, _, stderr = run_inprocess(
         S02, "--base-url", api.url, "--out-dir", str(out), *FAST, env=PAID_ENV
     )
@@ -151,7 +151,7 @@ def test_after_the_commit_a_failing_summary_is_a_warning(api, out, run_inprocess
 def test_a_rename_failing_after_the_commit_is_repaired_by_the_next_run(
     api, out, run_inprocess, monkeypatch
 ):
-    from mcap import collect
+    from mcap import pipeline as collect
     from mcap.errors import WriteError
 
     args = ("--base-url", api.url, "--out-dir", str(out), *FAST)
@@ -602,16 +602,17 @@ def test_a_key_that_cannot_be_a_header_exits_2_without_printing_it(api, out, key
 
 
 def test_interactive_defaults_end_a_hanging_run_within_two_minutes():
-    from mcap.config import SCRIPT_COINS, SCRIPT_SNAPSHOT, parse_config
+    from mcap.settings import parse_config
+    from tests.conftest import load_script
 
-    for script in (SCRIPT_COINS, SCRIPT_SNAPSHOT):
-        config = parse_config(script, "", [], {})
+    for script in ("01_fetch_all_coins_list.py", S02):
+        config = parse_config(load_script(script).PROFILE, [], {})
         assert config.read_timeout_s == 30
         # The whole run, retries and waits included, ends by its deadline (tested below
         # with a short one): 100 s plus start-up stays well inside 120 s.
         assert config.deadline_s <= 100
-    for script in ("03_optimized_free_tier_collector", "04_production_collector"):
-        assert parse_config(script, "", [], {}).deadline_s == 1200
+    for script in (S03, S04):
+        assert parse_config(load_script(script).PROFILE, [], {}).deadline_s == 1200
 
 
 def test_a_hanging_api_ends_02_with_69_showing_each_wait(api, out):

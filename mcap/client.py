@@ -1,12 +1,12 @@
-"""The CoinPaprika client: one session, timeouts, a deadline, one bounded retry layer."""
+"""The CoinPaprika client: one session, timeouts, a deadline, size limits, one retry layer.
+
+Only this module turns HTTP outcomes into exceptions; what comes back is strictly parsed JSON.
+"""
 
 from __future__ import annotations
 
-import email.utils
 import json
 import logging
-import math
-import random
 import re
 import time
 import zlib
@@ -16,21 +16,28 @@ from typing import Any
 
 import requests
 import urllib3
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
+from tenacity import RetryCallState
 
-from .config import Config
-from .errors import ApiUnavailable, AuthOrPlanError, BadApiData, DeadlineExceeded, UsageError
+from .errors import (
+    ApiDataError,
+    ApiUnavailable,
+    AuthOrPlanError,
+    BodyTooLarge,
+    DeadlineExceeded,
+    UsageError,
+)
+from .jsonio import loads_strict
 from .ledger import RequestLedger
 from .redact import redact
+from .retry import RetryPolicy, TransientError, build_retrying, parse_retry_after
+from .settings import Config
 
 log = logging.getLogger(__name__)
 
 USER_AGENT = "mcap-collector/0.1 (python-requests)"
-RETRY_AFTER_CAP_S = 120.0
-BACKOFF_CAP_S = 30.0
 ERROR_BODY_LIMIT = 64 * 1024
-REJECTED_PREFIX_BYTES = 8 * 1024 * 1024
 BODY_CHUNK = 256 * 1024
+REJECTED_PREFIX_BYTES = 8 * 1024 * 1024
 # A free-tier 402 on these endpoints means "monthly quota used up" (coinpaprika-api.md §12.7).
 QUOTA_ENDPOINTS = ("/tickers", "/global", "/coins")
 
@@ -50,14 +57,6 @@ class Deadline:
             raise DeadlineExceeded(f"run deadline of {self.seconds:g}s passed while {doing}")
 
 
-class TransientError(Exception):
-    """A failure that can succeed on retry: 429, 5xx, network errors, cut-off bodies."""
-
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
 @dataclass
 class RequestCounter:
     """Every HTTP attempt of this run (retries included)."""
@@ -67,48 +66,9 @@ class RequestCounter:
     bytes_received: int = 0
 
 
-def _reject_constant(name: str) -> Any:
-    # The message avoids the token itself: outputs must never contain it, even in errors.
-    raise ValueError("a non-finite number (not-a-number or infinite) in JSON")
-
-
-def _parse_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"number {text[:40]} is out of range")
-    return value
-
-
-def _object_without_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    obj = dict(pairs)
-    if len(obj) != len(pairs):
-        seen: set[str] = set()
-        dup = next(k for k, _ in pairs if k in seen or seen.add(k))
-        raise ValueError(f"duplicate key {dup!r} in a JSON object")
-    return obj
-
-
-def parse_json_strict(body: bytes) -> Any:
-    """json.loads that refuses NaN/Infinity, out-of-range numbers and duplicate keys.
-
-    Raises:
-        ValueError: including json.JSONDecodeError and CPython's int-digit limit.
-    """
-    return json.loads(
-        body,
-        parse_constant=_reject_constant,
-        parse_float=_parse_float,
-        object_pairs_hook=_object_without_duplicate_keys,
-    )
-
-
 def _looks_truncated(exc: json.JSONDecodeError) -> bool:
     """The parser ran out of input (a cut-off body), rather than meeting a wrong byte."""
     return exc.msg.startswith("Unterminated string") or exc.pos >= len(exc.doc.rstrip()) - 1
-
-
-class BodyTooLarge(BadApiData):
-    hint = "raise --max-download-mb / --max-body-mb if the API really sends that much"
 
 
 class BodyReader:
@@ -209,20 +169,6 @@ def error_text(body: bytes) -> str:
     return first[:200]
 
 
-def parse_retry_after(value: str | None) -> float | None:
-    """Retry-After as delay-seconds or an HTTP-date; None when absent or unreadable."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
 class _NoRedirectSession(requests.Session):
     """A Session that never looks at Location: a 3xx is judged by the client like any status.
 
@@ -252,6 +198,7 @@ class ApiClient:
         self.counter = counter or RequestCounter()
         self._sleep = sleep
         self._on_retry = on_retry
+        self.policy = RetryPolicy(attempts=config.max_attempts)
         self._last_attempt = 0.0
         self.last_body: tuple[str, bytes] | None = None  # for rejected/ when validation fails
         self.session = _NoRedirectSession()
@@ -273,36 +220,18 @@ class ApiClient:
 
         Raises:
             ApiUnavailable: retries exhausted (69); DeadlineExceeded when the run's time is up.
-            BadApiData: 400/404 or a body that is not usable JSON (65).
+            ApiDataError: 400/404 or a body that is not usable JSON (65).
             AuthOrPlanError: 401/402/403 (78).
             BudgetExceeded: the ledger refused the next attempt (75).
         """
-        retrying = Retrying(
-            retry=retry_if_exception_type(TransientError),
-            stop=stop_after_attempt(self.config.max_attempts) | self._stop_before_deadline,
-            wait=self._wait,
-            before_sleep=self._before_sleep,
-            sleep=self._sleep,
-            reraise=True,
+        retrying = build_retrying(
+            self.policy, self.deadline.remaining, self._before_sleep, self._sleep
         )
         try:
             return retrying(self._attempt, path, params or {})
         except TransientError as exc:
             attempts = retrying.statistics.get("attempt_number", 1)
             raise ApiUnavailable(f"GET {path} failed after {attempts} attempt(s): {exc}") from exc
-
-    def _stop_before_deadline(self, state: RetryCallState) -> bool:
-        upcoming = state.upcoming_sleep or 0.0
-        return upcoming + 1.0 >= self.deadline.remaining()
-
-    def _wait(self, state: RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
-        retry_after = getattr(exc, "retry_after", None)
-        if retry_after is not None:
-            return min(retry_after, RETRY_AFTER_CAP_S)
-        # Full jitter (reliability.md §4.4): uniform in [0, min(cap, 2^n)], at least 0.5 s.
-        ceiling = min(BACKOFF_CAP_S, 2.0**state.attempt_number)
-        return max(0.5, random.uniform(0, ceiling))
 
     def _before_sleep(self, state: RetryCallState) -> None:
         self.counter.retries += 1
@@ -348,7 +277,7 @@ class ApiClient:
         except (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema) as exc:
             raise UsageError(f"invalid base URL {self.config.base_url!r}: {exc}") from exc
         except requests.RequestException as exc:
-            raise BadApiData(f"GET {path} failed: {type(exc).__name__}: {exc}") from exc
+            raise ApiDataError(f"GET {path} failed: {type(exc).__name__}: {exc}") from exc
         with response:
             if response.status_code != 200:
                 self._raise_for_status(path, response)
@@ -406,17 +335,17 @@ class ApiClient:
         status = response.status_code
         try:
             body = self._read_body(path, response, limit=ERROR_BODY_LIMIT).body(complete=False)
-        except (TransientError, BadApiData):
+        except (TransientError, ApiDataError):
             body = b""
         message = redact(f"HTTP {status} from {path}: {error_text(body)}")
         if 300 <= status <= 399:
             location = redact(response.headers.get("Location", "(no Location header)"))
-            raise BadApiData(
+            raise ApiDataError(
                 f"HTTP {status} from {path}: redirected to {location[:200]!r}",
                 hint="CoinPaprika does not redirect API calls; check --base-url "
                 "(the redirect was not followed)",
             )
-        if status == 429 or status == 408 or 500 <= status <= 599:
+        if self.policy.retries_status(status):
             raise TransientError(message, parse_retry_after(response.headers.get("Retry-After")))
         if status == 402:
             if path in QUOTA_ENDPOINTS and self.ledger is not None:
@@ -431,68 +360,23 @@ class ApiClient:
                 f"{message} (API key rejected or request blocked)",
                 hint="check COINPAPRIKA_API_KEY (sent bare, no 'Bearer') and the base URL",
             )
-        raise BadApiData(message, hint="the request was refused; check --quotes and --base-url")
+        raise ApiDataError(message, hint="the request was refused; check --quotes and --base-url")
 
     def _decode(self, path: str, response: requests.Response, body: bytes) -> Any:
         # Judged by the body, not the label: a JSON body is used whatever its Content-Type,
         # and an HTML page (Cloudflare, a captive portal) is refused even when labelled JSON.
         if body.lstrip()[:1] == b"<":
             content_type = response.headers.get("Content-Type", "?")
-            raise BadApiData(
+            raise ApiDataError(
                 f"{path} answered HTML ({content_type}) instead of JSON: {error_text(body)}"
             )
         if not body.strip():
-            raise BadApiData(f"{path} answered 200 with an empty body")
+            raise ApiDataError(f"{path} answered 200 with an empty body")
         try:
-            return parse_json_strict(body)
+            return loads_strict(body)
         except json.JSONDecodeError as exc:
             if _looks_truncated(exc):
                 raise TransientError(f"{path} body cut off after {len(body)} bytes") from exc
-            raise BadApiData(f"{path} is not valid JSON: {exc.msg} at byte {exc.pos}") from exc
+            raise ApiDataError(f"{path} is not valid JSON: {exc.msg} at byte {exc.pos}") from exc
         except (ValueError, RecursionError) as exc:
-            raise BadApiData(f"{path} rejected by strict JSON parsing: {exc}") from exc
-
-
-@dataclass
-class PageReport:
-    pages: int = 0
-    duplicates_dropped: int = 0
-    paging_ignored: bool = False
-
-
-def fetch_paginated(
-    client: ApiClient,
-    path: str,
-    params: dict[str, str] | None = None,
-    *,
-    page_param: str = "page",
-    max_pages: int = 100,
-) -> tuple[list[dict[str, Any]], PageReport]:
-    """Fetch page 1, 2, … until an empty page, a page of ids already seen, or max_pages.
-
-    An endpoint that ignores paging answers every page with the same rows; the first page
-    that brings nothing new ends the loop and its repeats are dropped and reported.
-    """
-    rows: list[dict[str, Any]] = []
-    seen: set[str] = set()
-    report = PageReport()
-    for page in range(1, max_pages + 1):
-        batch = client.get_json(path, {**(params or {}), page_param: str(page)})
-        report.pages += 1
-        if not isinstance(batch, list):
-            raise BadApiData(f"{path} page {page} is not a JSON array")
-        if not batch:
-            break
-        fresh = [row for row in batch if isinstance(row, dict) and row.get("id") not in seen]
-        report.duplicates_dropped += len(batch) - len(fresh)
-        if not fresh:
-            report.paging_ignored = True
-            log.warning("%s ignores %s: page %d repeats page 1; stopping", path, page_param, page)
-            break
-        for row in fresh:
-            if row.get("id") not in seen:
-                seen.add(row.get("id"))
-                rows.append(row)
-            else:
-                report.duplicates_dropped += 1
-    return rows, report
+            raise ApiDataError(f"{path} rejected by strict JSON parsing: {exc}") from exc

@@ -1,4 +1,7 @@
-"""Command line and settings shared by the four scripts (CONTRACT.md "Running")."""
+"""Settings: what each script is (its profile), and one run's Config from argv + environment.
+
+Every default lives here once; a script's own defaults live in its ScriptProfile.
+"""
 
 from __future__ import annotations
 
@@ -16,84 +19,117 @@ PRO_BASE_URL = "https://api-pro.coinpaprika.com/v1"
 FREE_MONTHLY_BUDGET = 20_000
 FREE_PLAN_TICKER_CAP = 2_000
 MAX_QUOTES = 3
-MB = 1_000_000
-DEFAULT_READ_TIMEOUT_S = 30.0
-# 01 and 02 are run by hand: a hanging API must end them with 69 well within two minutes.
-INTERACTIVE_DEADLINE_S = 100.0
-SCHEDULED_DEADLINE_S = 1200.0
-DEFAULT_MAX_DOWNLOAD_MB = 64
-DEFAULT_MAX_BODY_MB = 128
+DEFAULT_QUOTES = ("USD",)
 # The 42 quote currencies /tickers accepts (coinpaprika-api.md §3.1).
 ALLOWED_QUOTES = frozenset(
     "BTC ETH USD EUR PLN KRW GBP CAD JPY RUB TRY NZD AUD CHF UAH HKD SGD NGN PHP MXN BRL THB "
     "CLP CNY CZK DKK HUF IDR ILS INR MYR NOK PKR SEK TWD ZAR VND BOB COP PEN ARS ISK".split()
 )
+# One snapshot = one /tickers + one /global: /tickers has no pagination (the API's own
+# reference), and paging a list that ignores `page` is what broke the earlier system.
+CALLS_PER_SNAPSHOT = 2
+API_REFRESH_MIN = 5  # the free plan's data refreshes about every 5 minutes
+MB = 1_000_000
+CONNECT_TIMEOUT_S = 10.0
+READ_TIMEOUT_S = 30.0
+RETRIES = 3
+MAX_DOWNLOAD_MB = 64.0
+MAX_BODY_MB = 128.0
+EVERY_MIN = 30
+MIN_REQUEST_GAP_S = 0.25  # ≤ 4 req/s, well under the API's 10 req/s per IP
+# 01 and 02 are run by hand: a hanging API must end them with 69 well within two minutes.
+INTERACTIVE_DEADLINE_S = 100.0
+SCHEDULED_DEADLINE_S = 1200.0
+RUN_LOCK = ".collector.lock"
 
-SCRIPT_COINS = "01_fetch_all_coins_list"
-SCRIPT_SNAPSHOT = "02_fetch_all_market_caps"
-SCRIPT_FREE_TIER = "03_optimized_free_tier_collector"
-SCRIPT_PRODUCTION = "04_production_collector"
-COLLECTOR_SCRIPTS = (SCRIPT_SNAPSHOT, SCRIPT_FREE_TIER, SCRIPT_PRODUCTION)
+
+@dataclass(frozen=True)
+class ScriptProfile:
+    """What a script is and does around the shared pipeline, stated as data."""
+
+    name: str
+    description: str
+    takes_quotes: bool = True  # a snapshot collector (02, 03, 04), not the catalogue (01)
+    interactive: bool = False  # run by hand: retries on stderr, a two-minute deadline
+    deadline_s: float = SCHEDULED_DEADLINE_S
+    min_interval_min: float = 0.0
+    archives_history: bool = False
+    records_gaps: bool = False
+    writes_stats: bool = True
+    lock_name: str = RUN_LOCK
+    has_budget_plan: bool = False  # 03 --plan
+    has_health_checks: bool = False  # 04 --status / --check-history
 
 
 @dataclass(frozen=True)
 class Config:
     """Settings for one run, built once from argv and the environment."""
 
-    script: str
+    profile: ScriptProfile
     out_dir: Path
     base_url: str
     api_key: str | None = field(default=None, repr=False)
-    quotes: tuple[str, ...] = ("USD",)
+    quotes: tuple[str, ...] = DEFAULT_QUOTES
     quiet: bool = False
     verbose: bool = False
     accept_shrink: bool = False
     monthly_budget: int | None = FREE_MONTHLY_BUDGET
     min_interval_s: float = 0.0
     force: bool = False
-    deadline_s: float = 1200.0
-    every_min: int = 30
-    connect_timeout_s: float = 10.0
-    read_timeout_s: float = 30.0
-    max_download_bytes: int = 64 * MB
-    max_body_bytes: int = 128 * MB
-    max_attempts: int = 4
-    min_request_gap_s: float = 0.25  # ≤ 4 req/s, well under the API's 10 req/s per IP
+    deadline_s: float = SCHEDULED_DEADLINE_S
+    every_min: int = EVERY_MIN
+    connect_timeout_s: float = CONNECT_TIMEOUT_S
+    read_timeout_s: float = READ_TIMEOUT_S
+    max_download_bytes: int = int(MAX_DOWNLOAD_MB * MB)
+    max_body_bytes: int = int(MAX_BODY_MB * MB)
+    max_attempts: int = RETRIES + 1
+    min_request_gap_s: float = MIN_REQUEST_GAP_S
     show_plan: bool = False
     status: bool = False
     check_history: bool = False
 
     @property
+    def script(self) -> str:
+        return self.profile.name
+
+    @property
     def plan(self) -> str:
         return "paid" if self.api_key else "free"
 
+    @property
+    def read_only(self) -> bool:
+        """--status and --check-history create, lock, log and write nothing."""
+        return self.status or self.check_history
+
     @classmethod
-    def from_args(cls, script: str, args: argparse.Namespace, environ: Mapping[str, str]) -> Config:
+    def from_args(
+        cls, profile: ScriptProfile, args: argparse.Namespace, environ: Mapping[str, str]
+    ) -> Config:
         api_key = (environ.get("COINPAPRIKA_API_KEY") or "").strip() or None
         if api_key is not None:
             check_api_key(api_key)
         base_url = args.base_url or environ.get("COINPAPRIKA_BASE_URL")
         base_url = _base_url(base_url) if base_url else (PRO_BASE_URL if api_key else FREE_BASE_URL)
-        budget = getattr(args, "monthly_budget", None)
+        budget = args.monthly_budget
         if budget is None and not api_key:
             budget = FREE_MONTHLY_BUDGET
         min_interval = getattr(args, "min_interval", None)
         if min_interval is None:
-            min_interval = 0.0 if script == SCRIPT_SNAPSHOT else 5.0
+            min_interval = profile.min_interval_min
         return cls(
-            script=script,
+            profile=profile,
             out_dir=Path(args.out_dir).expanduser() if args.out_dir else Path.cwd(),
             base_url=base_url.rstrip("/"),
             api_key=api_key,
-            quotes=getattr(args, "quotes", ("USD",)),
+            quotes=getattr(args, "quotes", DEFAULT_QUOTES),
             quiet=args.quiet,
             verbose=args.verbose,
             accept_shrink=args.accept_shrink,
             monthly_budget=budget,
             min_interval_s=float(min_interval) * 60.0,
-            force=getattr(args, "force", False),
-            deadline_s=float(args.deadline or default_deadline(script)),
-            every_min=getattr(args, "every", 30),
+            force=args.force,
+            deadline_s=float(args.deadline or profile.deadline_s),
+            every_min=getattr(args, "every", EVERY_MIN),
             read_timeout_s=float(args.timeout),
             max_download_bytes=int(args.max_download_mb * MB),
             max_body_bytes=int(args.max_body_mb * MB),
@@ -102,11 +138,6 @@ class Config:
             status=getattr(args, "status", False),
             check_history=getattr(args, "check_history", False),
         )
-
-
-def default_deadline(script: str) -> float:
-    interactive = script in (SCRIPT_COINS, SCRIPT_SNAPSHOT)
-    return INTERACTIVE_DEADLINE_S if interactive else SCHEDULED_DEADLINE_S
 
 
 class ApiKeyError(ValueError):
@@ -129,7 +160,7 @@ def check_api_key(key: str) -> None:
 
 
 def parse_quotes(text: str) -> tuple[str, ...]:
-    """`USD,EUR,BTC` → ('USD', 'EUR', 'BTC'); argparse turns the ValueError into exit 2."""
+    """`USD,EUR,BTC` → ('USD', 'EUR', 'BTC'); argparse turns the error into exit 2."""
     codes: list[str] = []
     for raw in text.split(","):
         code = raw.strip().upper()
@@ -187,6 +218,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _minutes(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError("must be 0 or more minutes")
+    return value
+
+
 class OneLineErrorParser(argparse.ArgumentParser):
     """Bad command lines get one clear stderr line and exit 2 (CONTRACT: one line per failure)."""
 
@@ -194,130 +235,129 @@ class OneLineErrorParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def build_parser(script: str, description: str) -> argparse.ArgumentParser:
-    """The options every script shares, plus the collector / free-tier / production extras."""
-    parser = OneLineErrorParser(prog=f"{script}.py", description=description)
-    parser.add_argument(
-        "--out-dir", metavar="DIR", help="where all files are written (default: cwd)"
-    )
-    parser.add_argument(
+def build_parser(profile: ScriptProfile) -> argparse.ArgumentParser:
+    """The options every script shares, plus what its profile says it does."""
+    parser = OneLineErrorParser(prog=f"{profile.name}.py", description=profile.description)
+    add = parser.add_argument
+    add("--out-dir", metavar="DIR", help="where all files are written (default: cwd)")
+    add(
         "--base-url",
         type=_base_url,
         metavar="URL",
         help=f"API root (env COINPAPRIKA_BASE_URL; default {FREE_BASE_URL}, "
         f"or {PRO_BASE_URL} when COINPAPRIKA_API_KEY is set)",
     )
-    parser.add_argument(
-        "--quiet", action="store_true", help="no output on stdout; errors on stderr"
-    )
-    parser.add_argument("--verbose", action="store_true", help="log lines and tracebacks on stderr")
-    parser.add_argument(
+    add("--quiet", action="store_true", help="no output on stdout; errors on stderr")
+    add("--verbose", action="store_true", help="log lines and tracebacks on stderr")
+    add(
         "--accept-shrink",
         action="store_true",
         help="accept a payload with fewer than half the rows of the previous one",
     )
-    parser.add_argument(
+    add(
         "--timeout",
         type=_positive_float,
-        default=DEFAULT_READ_TIMEOUT_S,
+        default=READ_TIMEOUT_S,
         metavar="SECONDS",
-        help=f"read timeout per request (default {DEFAULT_READ_TIMEOUT_S:g}; connect: 10)",
+        help=f"read timeout per request (default {READ_TIMEOUT_S:g}; connect: 10)",
     )
-    parser.add_argument(
+    add(
         "--max-download-mb",
         type=_positive_float,
-        default=DEFAULT_MAX_DOWNLOAD_MB,
+        default=MAX_DOWNLOAD_MB,
         metavar="MB",
-        help=f"refuse a response larger than this on the wire (default {DEFAULT_MAX_DOWNLOAD_MB})",
+        help=f"refuse a response larger than this on the wire (default {MAX_DOWNLOAD_MB:g})",
     )
-    parser.add_argument(
+    add(
         "--max-body-mb",
         type=_positive_float,
-        default=DEFAULT_MAX_BODY_MB,
+        default=MAX_BODY_MB,
         metavar="MB",
-        help=f"refuse a body larger than this once decompressed (default {DEFAULT_MAX_BODY_MB})",
+        help=f"refuse a body larger than this once decompressed (default {MAX_BODY_MB:g})",
     )
-    parser.add_argument(
+    add(
         "--retries",
         type=_non_negative_int,
-        default=3,
+        default=RETRIES,
         metavar="N",
-        help="retries per request for 429/5xx/network errors (default 3)",
+        help=f"retries per request for 429/5xx/network errors (default {RETRIES})",
     )
-    parser.add_argument(
+    add(
         "--deadline",
         type=_positive_float,
         default=None,
         metavar="SECONDS",
-        help="overall deadline for the run, retries and waits included "
-        f"(default {default_deadline(script):g})",
+        help=f"overall deadline for the run, retries and waits included "
+        f"(default {profile.deadline_s:g})",
     )
-    parser.add_argument(
+    add(
         "--monthly-budget",
         type=_non_negative_int,
         default=None,
         metavar="N",
-        help="API calls allowed per calendar month, UTC (default 20000 without an API key, "
-        "unlimited with one)",
+        help=f"API calls allowed per calendar month, UTC (default {FREE_MONTHLY_BUDGET} "
+        "without an API key, unlimited with one)",
     )
-    parser.add_argument(
+    add(
         "--force",
         action="store_true",
         help='ignore a "blocked until" mark left by a quota 402 (the budget still applies)',
     )
-    if script == SCRIPT_COINS:
-        return parser
-    parser.add_argument(
+    if profile.takes_quotes:
+        _add_collector_options(parser, profile)
+    return parser
+
+
+def _add_collector_options(parser: argparse.ArgumentParser, profile: ScriptProfile) -> None:
+    add = parser.add_argument
+    add(
         "--quotes",
         type=parse_quotes,
-        default=("USD",),
+        default=DEFAULT_QUOTES,
         metavar="USD[,EUR,BTC]",
-        help="quote currencies, at most 3 (default USD)",
+        help=f"quote currencies, at most {MAX_QUOTES} (default USD)",
     )
-    parser.add_argument(
+    add(
         "--min-interval",
-        type=float,
+        type=_minutes,
         default=None,
         metavar="MINUTES",
         help="skip without any request when the last snapshot is younger than this "
-        f"(default {'0' if script == SCRIPT_SNAPSHOT else '5'}; 0 disables)",
+        f"(default {profile.min_interval_min:g}; 0 disables)",
     )
-    parser.add_argument(
+    add(
         "--every",
         type=_positive_int,
-        default=30,
+        default=EVERY_MIN,
         metavar="MINUTES",
-        help="the cron cadence, used for budget planning and gap detection (default 30)",
+        help=f"the cron cadence, used for budget planning and gap detection (default {EVERY_MIN})",
     )
-    if script == SCRIPT_FREE_TIER:
-        parser.add_argument(
+    if profile.has_budget_plan:
+        add(
             "--plan",
             action="store_true",
             help="print the month's budget maths for --every and exit, without any request",
         )
-    if script == SCRIPT_PRODUCTION:
-        parser.add_argument(
+    if profile.has_health_checks:
+        add(
             "--status",
             action="store_true",
             help="print health (last run, last snapshot, gaps, budget, disk); exit 1 if unhealthy",
         )
-        parser.add_argument(
+        add(
             "--check-history",
             action="store_true",
             help="verify the history files; exit 65 on any problem",
         )
-    return parser
 
 
 def parse_config(
-    script: str, description: str, argv: Sequence[str] | None, environ: Mapping[str, str] | None
+    profile: ScriptProfile, argv: Sequence[str] | None, environ: Mapping[str, str] | None = None
 ) -> Config:
     """Parse argv (argparse exits 2 on bad input) and build the run's Config."""
-    parser = build_parser(script, description)
+    parser = build_parser(profile)
     args = parser.parse_args(argv)
-    if getattr(args, "min_interval", None) is not None and not args.min_interval >= 0:
-        parser.error("--min-interval must be 0 or more minutes")
     try:
-        return Config.from_args(script, args, os.environ if environ is None else environ)
+        return Config.from_args(profile, args, os.environ if environ is None else environ)
     except (ApiKeyError, argparse.ArgumentTypeError) as exc:
         parser.error(str(exc))

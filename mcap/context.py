@@ -1,0 +1,126 @@
+"""One run as the pipeline sees it: settings, outcome figures, deadline and terminal output."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .client import Deadline, RequestCounter
+from .clock import now, utc_iso
+from .errors import ExitCode
+from .redact import redact
+from .settings import Config
+
+log = logging.getLogger(__name__)
+
+STATS_NAME = "latest_stats.json"
+
+
+@dataclass
+class RunStats:
+    """The run's outcome; `to_dict()` is latest_stats.json."""
+
+    script: str
+    run_id: str
+    started_at: str
+    status: str = "failed"
+    exit_code: int = int(ExitCode.SOFTWARE)
+    finished_at: str | None = None
+    duration_s: float | None = None
+    error: str | None = None
+    skipped_reason: str | None = None
+    plan: str = "free"
+    quotes: list[str] = field(default_factory=list)
+    snapshot_id: str | None = None
+    collected_at: str | None = None
+    coin_count: int | None = None
+    expected_count: int | None = None
+    duplicates_dropped: int = 0
+    appeared: int | None = None
+    disappeared: int | None = None
+    requests_made: int = 0
+    retries: int = 0
+    requests_this_month: int | None = None
+    monthly_budget: int | None = None
+    blocked_until: str | None = None
+    bytes_received: int = 0
+    history_rows_appended: int = 0
+    history_bytes_appended: int = 0
+    history_snapshot_count: int | None = None
+    history_total_bytes: int | None = None
+    last_success_at: str | None = None
+    archived_months: list[str] = field(default_factory=list)
+    files: dict[str, int] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def write_stderr(text: str) -> None:
+    """One line on stderr, key redacted; a closed stderr is not a reason to fail."""
+    try:
+        print(redact(text), file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        return
+
+
+class RunContext:
+    """One run: its config, stats, deadline and terminal output."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.started = now()
+        self.started_mono = time.monotonic()
+        self.run_id = uuid.uuid4().hex[:8]
+        self.stats = RunStats(config.script, self.run_id, utc_iso(self.started))
+        self.stats.plan = config.plan
+        self.stats.monthly_budget = config.monthly_budget
+        self.stats.quotes = list(config.quotes)
+        self.deadline = Deadline(config.deadline_s)
+        self.counter = RequestCounter()
+        self.past_lock = False
+        self.lock_refused = False
+        self.stdout_broken = False
+        # Past the history commit point nothing may turn the run into a failure.
+        self.committed = False
+        self.warnings: list[str] = []
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started_mono
+
+    @property
+    def interactive(self) -> bool:
+        """Run by hand (01, 02): retries and waits are shown on stderr."""
+        return self.config.profile.interactive and not self.config.quiet
+
+    def say(self, text: str = "") -> None:
+        """Progress and summary on stdout, unless --quiet."""
+        if not self.config.quiet and not self.stdout_broken:
+            try:
+                print(redact(text), flush=True)
+            except OSError:  # a closed pipe or full stdout must not cost the snapshot
+                self.stdout_broken = True
+
+    def progress(self, text: str) -> None:
+        """One stderr line for a person watching an interactive run (retries, waits)."""
+        if self.interactive:
+            write_stderr(f"{self.config.script}: {text}")
+
+    def warn(self, text: str) -> None:
+        """A problem that does not change the outcome: stderr and the log, once."""
+        text = redact(text)
+        self.warnings.append(text)
+        log.warning("%s", text)
+        write_stderr(f"{self.config.script}: warning: {text}")
+
+    def skip(self, reason: str) -> ExitCode:
+        self.stats.status = "skipped"
+        self.stats.skipped_reason = reason
+        log.info("skipped: %s", reason)
+        self.say(f"Skipped: {reason}")
+        return ExitCode.OK

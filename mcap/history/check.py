@@ -1,0 +1,139 @@
+"""`--check-history`: every line parses, every committed snapshot is whole and present once."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import HistoryDamaged
+from ..jsonio import loads_strict
+from .archive import iter_archived_lines
+from .files import HISTORY_NAME, SNAPSHOTS_NAME, lines_with_offsets, size_of, snapshot_groups
+from .gaps import Gap, find_gaps
+from .store import HistoryStore
+
+MAX_PROBLEMS = 50
+
+
+@dataclass
+class CheckReport:
+    """What `--check-history` found."""
+
+    rows: int = 0
+    snapshots: int = 0
+    files: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    gaps: list[Gap] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def problem(self, text: str) -> None:
+        if len(self.problems) < MAX_PROBLEMS:
+            self.problems.append(text)
+        elif len(self.problems) == MAX_PROBLEMS:
+            self.problems.append("… more problems not listed")
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected text, found {type(value).__name__}")
+    return value
+
+
+def check_history(out_dir: Path, every_min: int) -> CheckReport:
+    """Verify the history of an output directory; read-only."""
+    store = HistoryStore(out_dir)
+    report = CheckReport()
+    try:
+        state = store.read_state()
+    except HistoryDamaged as exc:
+        report.problem(str(exc))
+        return report
+    plain_size = size_of(store.files.rows)
+    if plain_size < state["history_size"]:
+        report.problem(
+            f"{HISTORY_NAME} is shorter ({plain_size}) than committed ({state['history_size']})"
+        )
+    elif plain_size > state["history_size"]:
+        report.notes.append(
+            f"{plain_size - state['history_size']} uncommitted byte(s) at the "
+            "end of the history; the next run cuts them (kept in a .cut file)"
+        )
+    expected = _expected_counts(store, state, report)
+    report.snapshots = len(expected)
+    seen: set[str] = set()
+    try:
+        for group in snapshot_groups(_row_keys(store, state, report)):
+            if group.ts in seen:
+                report.problem(f"snapshot {group.ts} appears twice in the history")
+            seen.add(group.ts)
+            _check_group(group.ts, group.ids, expected, report)
+    except HistoryDamaged as exc:
+        report.problem(str(exc))
+    for ts in expected:
+        if ts not in seen:
+            report.problem(f"snapshot {ts} is listed in {SNAPSHOTS_NAME} but has no rows")
+    report.gaps = find_gaps(sorted(expected), every_min)
+    return report
+
+
+def _expected_counts(
+    store: HistoryStore, state: dict[str, Any], report: CheckReport
+) -> dict[str, int]:
+    expected: dict[str, int] = {}
+    committed = state["snapshots_size"]
+    for _, line in lines_with_offsets(store.files.snapshots, limit=committed):
+        try:
+            entry = loads_strict(line)
+            ts, count = _text(entry["ts"]), int(entry["coin_count"])
+        except (ValueError, KeyError, TypeError, RecursionError) as exc:
+            report.problem(f"{SNAPSHOTS_NAME}: unreadable line ({exc})")
+            continue
+        if ts in expected:
+            report.problem(f"{SNAPSHOTS_NAME}: snapshot {ts} listed twice")
+        expected[ts] = count
+    return expected
+
+
+def _row_keys(
+    store: HistoryStore, state: dict[str, Any], report: CheckReport
+) -> Iterator[tuple[str, str, int]]:
+    """(ts, id, 0) of every committed row: archives first, then the plain file."""
+
+    def lines() -> Iterator[tuple[str, bytes]]:
+        yield from iter_archived_lines(store.files)
+        for _, line in lines_with_offsets(store.files.rows, limit=state["history_size"]):
+            yield HISTORY_NAME, line
+
+    for name, line in lines():
+        if name not in report.files:
+            report.files.append(name)
+        try:
+            row = loads_strict(line)
+            ts, ident = _text(row["ts"]), _text(row["id"])
+        except (ValueError, KeyError, TypeError, RecursionError) as exc:
+            report.problem(f"{name}: unreadable line after {report.rows} rows ({exc})")
+            continue
+        report.rows += 1
+        yield ts, ident, 0
+
+
+def _check_group(ts: str, ids: list[str], expected: dict[str, int], report: CheckReport) -> None:
+    unique = set(ids)
+    for ident in _repeated(ids):
+        report.problem(f"({ts}, {ident}) appears twice")
+    want = expected.get(ts)
+    if want is None:
+        report.problem(f"rows with ts {ts} have no line in {SNAPSHOTS_NAME}")
+    elif want != len(unique):
+        report.problem(f"snapshot {ts}: {len(unique)} rows, expected {want}")
+
+
+def _repeated(ids: list[str]) -> list[str]:
+    seen: set[str] = set()
+    return [i for i in ids if i in seen or seen.add(i)]

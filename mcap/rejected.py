@@ -1,0 +1,55 @@
+"""`rejected/`: a bounded copy of each payload the validation refused, for a human to read."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from .client import ApiClient
+from .clock import compact_id, utc_iso
+from .errors import ApiDataError, LocalStateError
+from .fsio import atomic_write_bytes, check_free_space, ensure_subdir
+
+log = logging.getLogger(__name__)
+
+REJECTED_DIR = "rejected"
+REJECTED_KEEP = 5
+REJECTED_MAX_BYTES = 8 * 1024 * 1024
+
+Result = TypeVar("Result")
+
+
+def keep_rejected(out_dir: Path, endpoint: str, body: bytes) -> Path | None:
+    """Keep (a bounded prefix of) a refused payload; the newest few are kept.
+
+    Best effort: the run fails with the payload's error whatever happens here.
+    """
+    body = body[:REJECTED_MAX_BYTES]
+    name = endpoint.strip("/").replace("/", "_") or "root"
+    try:
+        folder = ensure_subdir(out_dir / REJECTED_DIR)
+        target = folder / f"{compact_id(utc_iso())}-{name}.json"
+        check_free_space(folder, len(body))
+        atomic_write_bytes(target, body)
+        for old in sorted(folder.glob("*.json"))[:-REJECTED_KEEP]:
+            old.unlink()
+    except (LocalStateError, OSError) as exc:
+        log.warning("could not keep the rejected payload: %s", exc)
+        return None
+    log.warning("rejected payload kept in %s", target)
+    return target
+
+
+def fetch_or_keep_rejected(out_dir: Path, client: ApiClient, fetch: Callable[[], Result]) -> Result:
+    """Run a fetch-and-validate step; a refused payload goes to rejected/ and the error says so."""
+    try:
+        return fetch()
+    except ApiDataError as exc:
+        if client.last_body is not None:
+            kept = keep_rejected(out_dir, *client.last_body)
+            if kept is not None:
+                note = f"payload kept in {REJECTED_DIR}/{kept.name}"
+                exc.hint = f"{exc.hint}; {note}" if exc.hint else note
+        raise
