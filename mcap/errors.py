@@ -25,12 +25,9 @@ class ExitCode(IntEnum):
 class CollectorError(Exception):
     """Base of every error raised on purpose; anything else is a bug (70)."""
 
-    hint: str = ""
-
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         super().__init__(message)
-        if hint is not None:
-            self.hint = hint
+        self.hint = default_hint(type(self)) if hint is None else hint
 
     def one_line(self) -> str:
         text = f"{self} — {self.hint}" if self.hint else str(self)
@@ -40,45 +37,37 @@ class CollectorError(Exception):
 class UsageError(CollectorError):
     """The command line or the environment asks for something impossible."""
 
-    hint = "see --help"
-
 
 class ApiDataError(CollectorError):
     """The API answered, but not with data we can use."""
 
 
 class ShrunkSnapshot(ApiDataError):
-    hint = "re-run with --accept-shrink if the drop is real"
+    """A payload with fewer than half the rows of the previous good one."""
 
 
 class BodyTooLarge(ApiDataError):
-    hint = "raise --max-download-mb / --max-body-mb if the API really sends that much"
+    """A body over the download or the decoded size limit."""
 
 
 class ApiUnavailable(CollectorError):
     """The API stayed unreachable or kept failing after the retries allowed."""
 
-    hint = "the API kept failing; the next scheduled run will try again"
-
 
 class DeadlineExceeded(ApiUnavailable):
-    hint = "the run hit its deadline; the next scheduled run will try again"
+    """The run's whole-run deadline passed."""
 
 
 class AuthOrPlanError(CollectorError):
     """401/403, or a 402: the key, the plan or the monthly quota."""
 
-    hint = "check COINPAPRIKA_API_KEY and your plan"
-
 
 class QuotaBlocked(AuthOrPlanError):
-    hint = "no request was made; wait for the reset or pass --force"
+    """The ledger says "blocked until" after a quota 402."""
 
 
 class OutputDirError(CollectorError):
     """The output directory (or one of its parents) cannot be created."""
-
-    hint = "check the --out-dir path and the permissions of its parent"
 
 
 class LocalStateError(CollectorError):
@@ -88,19 +77,13 @@ class LocalStateError(CollectorError):
 class WriteError(LocalStateError):
     """The disk refused a write: full, read-only, permissions."""
 
-    hint = "check free space and permissions"
-
 
 class HistoryDamaged(LocalStateError):
     """The history no longer matches its commit record: changed outside the collector."""
 
-    hint = "run `04_production_collector.py --check-history`; see docs/operations.md"
-
 
 class HistoryCheckFailed(CollectorError):
     """`--check-history` found a problem in the stored history."""
-
-    hint = "see docs/operations.md, 'Repairing history'"
 
 
 class Busy(CollectorError):
@@ -108,11 +91,11 @@ class Busy(CollectorError):
 
 
 class LockBusy(Busy):
-    hint = "another run is still active; this run changed nothing"
+    """Another run holds the output directory's lock."""
 
 
 class BudgetExceeded(Busy):
-    hint = "no request was made; raise --monthly-budget or wait for the reset"
+    """The monthly request budget cannot cover this run's worst case."""
 
 
 class Interrupted(CollectorError):
@@ -127,6 +110,29 @@ class StoppedBySigint(Interrupted):
 class StoppedBySigterm(Interrupted):
     def __init__(self) -> None:
         super().__init__("stopped by SIGTERM")
+
+
+# What to do, by what went wrong (a raise site may give a more precise hint).
+HINTS: dict[type[CollectorError], str] = {
+    UsageError: "see --help",
+    ShrunkSnapshot: "re-run with --accept-shrink if the drop is real",
+    BodyTooLarge: "raise --max-download-mb / --max-body-mb if the API really sends that much",
+    ApiUnavailable: "the API kept failing; the next scheduled run will try again",
+    DeadlineExceeded: "the run hit its deadline; the next scheduled run will try again",
+    AuthOrPlanError: "check COINPAPRIKA_API_KEY and your plan",
+    QuotaBlocked: "no request was made; wait for the reset or pass --force",
+    OutputDirError: "check the --out-dir path and the permissions of its parent",
+    WriteError: "check free space and permissions",
+    HistoryDamaged: "run `04_production_collector.py --check-history`; see docs/operations.md",
+    HistoryCheckFailed: "see docs/operations.md, 'Repairing history'",
+    LockBusy: "another run is still active; this run changed nothing",
+    BudgetExceeded: "no request was made; raise --monthly-budget or wait for the reset",
+}
+
+
+def default_hint(cls: type[CollectorError]) -> str:
+    """The hint of the nearest class in HINTS, or none."""
+    return next((HINTS[c] for c in cls.__mro__ if c in HINTS), "")
 
 
 EXIT_CODES: dict[type[CollectorError], ExitCode] = {

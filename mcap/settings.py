@@ -191,41 +191,39 @@ def _base_url(text: str) -> str:
     return text
 
 
-def _positive_float(text: str) -> float:
+def _number(cast: type[float] | type[int], text: str) -> float:
     try:
-        value = float(text)
+        value = cast(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0 or value != value or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number: {text!r}")
+        kind = "a whole number" if cast is int else "a number"
+        raise argparse.ArgumentTypeError(f"not {kind}: {text!r}") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError(f"not a finite number: {text!r}")
     return value
+
+
+def _positive_float(text: str) -> float:
+    if not _number(float, text) > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number: {text!r}")
+    return float(text)
 
 
 def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 0:
+    if _number(int, text) < 0:
         raise argparse.ArgumentTypeError(f"must not be negative: {text!r}")
-    return value
+    return int(text)
 
 
 def _positive_int(text: str) -> int:
-    value = _non_negative_int(text)
-    if value == 0:
+    if _non_negative_int(text) == 0:
         raise argparse.ArgumentTypeError("must be at least 1")
-    return value
+    return int(text)
 
 
 def _minutes(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value >= 0:
+    if not _number(float, text) >= 0:
         raise argparse.ArgumentTypeError("must be 0 or more minutes")
-    return value
+    return float(text)
 
 
 class OneLineErrorParser(argparse.ArgumentParser):

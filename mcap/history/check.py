@@ -39,10 +39,16 @@ class CheckReport:
             self.problems.append("… more problems not listed")
 
 
-def _text(value: Any) -> str:
-    if not isinstance(value, str):
-        raise TypeError(f"expected text, found {type(value).__name__}")
-    return value
+def _fields(line: bytes, key: str, kind: type) -> tuple[str, Any] | str:
+    """(ts, the value of `key`) of a strict JSON line, or what is wrong with it."""
+    try:
+        obj = loads_strict(line)
+        ts, value = obj["ts"], obj[key]
+    except (ValueError, KeyError, TypeError, RecursionError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+    if not isinstance(ts, str) or type(value) is not kind:
+        return f"ts or {key} of the wrong type"
+    return ts, value
 
 
 def check_history(out_dir: Path, every_min: int) -> CheckReport:
@@ -88,12 +94,11 @@ def _expected_counts(
     expected: dict[str, int] = {}
     committed = state["snapshots_size"]
     for _, line in lines_with_offsets(store.files.snapshots, limit=committed):
-        try:
-            entry = loads_strict(line)
-            ts, count = _text(entry["ts"]), int(entry["coin_count"])
-        except (ValueError, KeyError, TypeError, RecursionError) as exc:
-            report.problem(f"{SNAPSHOTS_NAME}: unreadable line ({exc})")
+        fields = _fields(line, "coin_count", int)
+        if isinstance(fields, str):
+            report.problem(f"{SNAPSHOTS_NAME}: unreadable line ({fields})")
             continue
+        ts, count = fields
         if ts in expected:
             report.problem(f"{SNAPSHOTS_NAME}: snapshot {ts} listed twice")
         expected[ts] = count
@@ -113,14 +118,12 @@ def _row_keys(
     for name, line in lines():
         if name not in report.files:
             report.files.append(name)
-        try:
-            row = loads_strict(line)
-            ts, ident = _text(row["ts"]), _text(row["id"])
-        except (ValueError, KeyError, TypeError, RecursionError) as exc:
-            report.problem(f"{name}: unreadable line after {report.rows} rows ({exc})")
+        fields = _fields(line, "id", str)
+        if isinstance(fields, str):
+            report.problem(f"{name}: unreadable line after {report.rows} rows ({fields})")
             continue
         report.rows += 1
-        yield ts, ident, 0
+        yield fields[0], fields[1], 0
 
 
 def _check_group(ts: str, ids: list[str], expected: dict[str, int], report: CheckReport) -> None:

@@ -19,35 +19,16 @@ ARCHIVE_PATTERN = f"{ARCHIVE_PREFIX}*{ARCHIVE_SUFFIX}"
 TARGET_NAMES = (HISTORY_NAME, SNAPSHOTS_NAME, GAPS_NAME, STATE_NAME)
 
 
-@dataclass(frozen=True)
 class HistoryFiles:
     """The paths of one output directory's history."""
 
-    dir: Path
-
-    @classmethod
-    def of(cls, out_dir: Path) -> HistoryFiles:
-        return cls(out_dir / HISTORY_DIR)
-
-    @property
-    def rows(self) -> Path:
-        return self.dir / HISTORY_NAME
-
-    @property
-    def snapshots(self) -> Path:
-        return self.dir / SNAPSHOTS_NAME
-
-    @property
-    def gaps(self) -> Path:
-        return self.dir / GAPS_NAME
-
-    @property
-    def state(self) -> Path:
-        return self.dir / STATE_NAME
-
-    @property
-    def lock(self) -> Path:
-        return self.dir / LOCK_NAME
+    def __init__(self, out_dir: Path) -> None:
+        self.dir = out_dir / HISTORY_DIR
+        self.rows = self.dir / HISTORY_NAME
+        self.snapshots = self.dir / SNAPSHOTS_NAME
+        self.gaps = self.dir / GAPS_NAME
+        self.state = self.dir / STATE_NAME
+        self.lock = self.dir / LOCK_NAME
 
     def archive(self, period: str) -> Path:
         return self.dir / f"{ARCHIVE_PREFIX}{period}{ARCHIVE_SUFFIX}"

@@ -73,7 +73,7 @@ class HistoryStore:
     """history/ in an output directory: the rows, the per-snapshot lines and their state."""
 
     def __init__(self, out_dir: Path) -> None:
-        self.files = HistoryFiles.of(out_dir)
+        self.files = HistoryFiles(out_dir)
         self.dir = self.files.dir
         self._rebuilt: dict[str, Any] | None = None  # a state rebuilt once, not yet saved
 
