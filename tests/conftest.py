@@ -23,6 +23,60 @@ API_KEY = "sk-test-9f8e7d6c5b4a-SECRET"
 PAID_ENV = {"COINPAPRIKA_API_KEY": API_KEY}
 
 
+class VirtualClock:
+    """The scripts' clock for one test: `tick()` moves it on instead of sleeping.
+
+    Snapshot ids are to the second, so back-to-back runs need distinct seconds; every run
+    of a test sees this offset through COLLECTOR_CLOCK_OFFSET_S (never going backwards).
+    """
+
+    offset = 0.0
+
+    def tick(self, seconds: float = 61) -> None:
+        self.offset += seconds
+
+
+CLOCK = VirtualClock()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_clock() -> Iterator[None]:
+    CLOCK.offset = 0.0
+    yield
+
+
+def next_second() -> None:
+    """The next run is at a later second (and a minute later, past any --min-interval 1)."""
+    CLOCK.tick()
+
+
+def script_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    """os.environ without COINPAPRIKA_*, plus the test clock and `env`."""
+    full = {k: v for k, v in os.environ.items() if not k.startswith("COINPAPRIKA_")}
+    if CLOCK.offset:
+        full["COLLECTOR_CLOCK_OFFSET_S"] = str(CLOCK.offset)
+    full.update(env or {})
+    return full
+
+
+def run_process(
+    script: str,
+    *args: str,
+    env: dict[str, str] | None = None,
+    timeout: float = 120,
+    cwd: Path | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run one of the four scripts in its own process, as a user would."""
+    return subprocess.run(
+        [sys.executable, str(ROOT / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=script_env(env),
+        cwd=cwd or ROOT,
+    )
+
+
 def run_script(
     script: str,
     *args: str,
@@ -30,17 +84,56 @@ def run_script(
     timeout: float = 120,
     cwd: Path | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run one of the four scripts as a user would, with a clean API environment."""
-    base_env = {k: v for k, v in os.environ.items() if not k.startswith("COINPAPRIKA_")}
-    base_env.update(env or {})
-    return subprocess.run(
-        [sys.executable, str(ROOT / script), *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=base_env,
-        cwd=cwd or ROOT,
-    )
+    """Run a script's main(argv) in this process (no interpreter start-up), like run_process.
+
+    A run that must really be killed (COLLECTOR_CRASH_AT) gets its own process.
+    """
+    if env and "COLLECTOR_CRASH_AT" in env:
+        return run_process(script, *args, env=env, timeout=timeout, cwd=cwd)
+    return _run_inside(script, list(args), script_env(env), cwd or ROOT)
+
+
+def _run_inside(
+    script: str, argv: list[str], env: dict[str, str], cwd: Path
+) -> subprocess.CompletedProcess[str]:
+    import contextlib
+    import io
+    import logging
+    import signal
+
+    from mcap.redact import set_secret
+
+    module = load_script(script)
+    saved_env, saved_cwd = dict(os.environ), os.getcwd()
+    saved_signals = {
+        s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGALRM)
+    }
+    root = logging.getLogger()
+    saved_handlers, saved_level = list(root.handlers), root.level
+    out, err = io.StringIO(), io.StringIO()
+    os.environ.clear()
+    os.environ.update(env)
+    os.chdir(cwd)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = module.main(argv)
+            except SystemExit as exc:  # argparse
+                code = exc.code if isinstance(exc.code, int) else 2
+    finally:
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_env)
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        for signum, handler in saved_signals.items():
+            signal.signal(signum, handler)
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
+        for handler in saved_handlers:
+            root.addHandler(handler)
+        root.setLevel(saved_level)
+        set_secret(None)
+    return subprocess.CompletedProcess([script, *argv], code, out.getvalue(), err.getvalue())
 
 
 _SCRIPTS: dict[str, object] = {}
@@ -50,59 +143,29 @@ def load_script(script: str):
     """A numbered script as a module (its name starts with a digit, so no plain import)."""
     if script not in _SCRIPTS:
         import importlib.util
+        import signal
 
+        saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
         spec = importlib.util.spec_from_file_location(
             f"script_{script.split('_')[0]}", ROOT / script
         )
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
+        for signum, handler in saved.items():  # common.py's start-up handlers
+            signal.signal(signum, handler)
         _SCRIPTS[script] = module
     return _SCRIPTS[script]
 
 
 @pytest.fixture
-def run_inprocess(monkeypatch, capsys):
-    """Call a script's main(argv) in this process (for monkeypatching its internals).
-
-    Returns (exit_code, stdout, stderr); signal handlers, logging and the redaction secret
-    are restored afterwards.
-    """
-    import logging
-    import signal
-
-    from mcap.redact import set_secret
-
-    saved_signals = {
-        s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGALRM)
-    }
-    saved_handlers = list(logging.getLogger().handlers)
-    saved_level = logging.getLogger().level
+def run_inprocess():
+    """main(argv) in this process, for tests that monkeypatch the package: (code, out, err)."""
 
     def run(script: str, *args: str, env: dict[str, str] | None = None):
-        for key in list(os.environ):
-            if key.startswith("COINPAPRIKA_"):
-                monkeypatch.delenv(key)
-        for key, value in (env or {}).items():
-            monkeypatch.setenv(key, value)
-        capsys.readouterr()
-        try:
-            code = load_script(script).main(list(args))
-        except SystemExit as exc:  # argparse
-            code = exc.code
-        out, err = capsys.readouterr()
-        return code, out, err
+        result = run_script(script, *args, env=env)
+        return result.returncode, result.stdout, result.stderr
 
-    yield run
-    signal.setitimer(signal.ITIMER_REAL, 0)
-    for signum, handler in saved_signals.items():
-        signal.signal(signum, handler)
-    root = logging.getLogger()
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-    for handler in saved_handlers:
-        root.addHandler(handler)
-    root.setLevel(saved_level)
-    set_secret(None)
+    return run
 
 
 def tree_digest(directory: Path) -> dict[str, str]:

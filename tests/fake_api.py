@@ -404,6 +404,11 @@ class FakeCoinPaprika:
             self.invalidate()
             self._recompute_global()
 
+    @property
+    def served(self) -> int:
+        """How many rows /tickers answers with (the free plan's cap applied)."""
+        return min(len(self.tickers), FREE_PLAN_CAP) if self.plan == "free" else len(self.tickers)
+
     def advance(self, seconds: int = 300) -> None:
         """Simulate an API refresh: timestamps move by ``seconds``, prices move a little."""
         with self._lock:

@@ -6,7 +6,7 @@ import json
 import time
 from pathlib import Path
 
-from tests.conftest import FAST, read_jsonl, run_script, tree_digest
+from tests.conftest import FAST, next_second, read_jsonl, run_script, tree_digest
 
 SCRIPT = "03_optimized_free_tier_collector.py"
 
@@ -37,7 +37,7 @@ def test_three_runs_three_whole_snapshots_and_ledger_matches_server(free_api, ou
         result = collect(free_api, out)
         assert result.returncode == 0, result.stderr
         free_api.advance(300)
-        time.sleep(1.05)  # snapshot ids are per second
+        next_second()
     entries = read_jsonl(out / "history" / "snapshots.jsonl")
     assert len(entries) == 3 and len({e["ts"] for e in entries}) == 3
     rows = read_jsonl(out / "history" / "market_cap_history.jsonl")
@@ -55,7 +55,7 @@ def test_unchanged_data_appends_nothing(free_api, out):
     assert collect(free_api, out).returncode == 0
     history = out / "history"
     before = tree_digest(history)
-    time.sleep(1.05)
+    next_second()
     result = collect(free_api, out)  # same data: every last_updated unchanged
     assert result.returncode == 0, result.stderr
     assert tree_digest(history) == before
@@ -69,7 +69,7 @@ def test_appeared_and_disappeared_are_recorded(api, out):
     assert collect(api, out, env=env).returncode == 0
     api.set_ticker_count(12_000)
     api.advance(300)
-    time.sleep(1.05)
+    next_second()
     assert collect(api, out, env=env).returncode == 0
     second = read_jsonl(out / "history" / "snapshots.jsonl")[-1]
     assert second["appeared"] == 10 and second["disappeared"] == 0
@@ -169,7 +169,7 @@ def test_shrunken_snapshot_is_rejected_unless_accepted(free_api, out):
     before = (out / "market_cap_snapshot.json").read_bytes()
     free_api.set_ticker_count(300)
     free_api.advance(300)
-    time.sleep(1.05)
+    next_second()
     result = collect(free_api, out)
     assert result.returncode == 65 and "fewer than half" in result.stderr
     assert (out / "market_cap_snapshot.json").read_bytes() == before
