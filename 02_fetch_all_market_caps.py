@@ -11,6 +11,7 @@ PROFILE = common.ScriptProfile(
     interactive=True,
     deadline_s=common.INTERACTIVE_DEADLINE_S,
     min_interval_min=0,
+    archives_history=True,
 )
 
 

@@ -9,6 +9,7 @@ PROFILE = common.ScriptProfile(
     name="03_optimized_free_tier_collector",
     description=__doc__,
     min_interval_min=5,  # the free plan refreshes about every 5 minutes
+    archives_history=True,
     has_budget_plan=True,
 )
 

@@ -1,5 +1,5 @@
 """The cron job: one run at a time, a whole-run deadline, monitoring files (latest_stats.json,
-history/gaps.jsonl), monthly history archives, --status and --check-history."""
+history/gaps.jsonl), and read-only views: --status, --check-history, --export-history, --query."""
 
 import sys
 
@@ -16,11 +16,15 @@ PROFILE = common.ScriptProfile(
 
 
 def pipeline(ctx: common.RunContext) -> int:
-    # --status and --check-history are read-only: the runner takes no lock and writes no stats.
+    # The health and history views are read-only: no lock, no stats, no log.
     if ctx.config.status:
         return common.show_status(ctx)
     if ctx.config.check_history:
         return common.show_history_check(ctx)
+    if ctx.config.export_range:
+        return common.export_history(ctx)
+    if ctx.config.query:
+        return common.query_history(ctx)
     return common.collect_snapshot(ctx)
 
 

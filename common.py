@@ -18,7 +18,13 @@ for _signum in (signal.SIGTERM, signal.SIGINT):
 
 from mcap.context import RunContext
 from mcap.pipeline import collect_snapshot, fetch_catalogue
-from mcap.report import show_budget_plan, show_history_check, show_status
+from mcap.report import (
+    export_history,
+    query_history,
+    show_budget_plan,
+    show_history_check,
+    show_status,
+)
 from mcap.runner import run_main
 from mcap.settings import INTERACTIVE_DEADLINE_S, ScriptProfile
 
@@ -27,7 +33,9 @@ __all__ = [
     "RunContext",
     "ScriptProfile",
     "collect_snapshot",
+    "export_history",
     "fetch_catalogue",
+    "query_history",
     "run_main",
     "show_budget_plan",
     "show_history_check",

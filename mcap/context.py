@@ -53,7 +53,7 @@ class RunStats:
     history_snapshot_count: int | None = None
     history_total_bytes: int | None = None
     last_success_at: str | None = None
-    archived_months: list[str] = field(default_factory=list)
+    archived_days: list[str] = field(default_factory=list)
     files: dict[str, int] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 

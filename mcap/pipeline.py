@@ -8,6 +8,7 @@ the commit point; after it, problems are warnings (`after_commit`).
 from __future__ import annotations
 
 import logging
+import math
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -81,25 +82,33 @@ def collect_snapshot(ctx: RunContext) -> int:
     check_targets(config.out_dir, (*SNAPSHOT_FILES, *_history_targets()), (HISTORY_DIR,))
     store = HistoryStore(config.out_dir)
     try:
-        state = open_history(ctx, store)
-        files_current = snapshot_files_current(config.out_dir, state["last_snapshot_id"])
-        if files_current and (reason := too_soon(config, state)):
-            return ctx.skip(reason)
-        ledger = RequestLedger(config.out_dir)
-        ledger.check_can_run(
-            CALLS_PER_SNAPSHOT, config.max_attempts, config.monthly_budget, config.force
-        )
-        snapshot = fetch_snapshot(ctx, ledger, state)
-        if files_current and (reason := unchanged(snapshot)):
-            return ctx.skip(reason)
-        if snapshot.snapshot_id == state["last_snapshot_id"]:
-            return ctx.skip(f"a snapshot was already committed in second {snapshot.snapshot_id}")
-        if not write_and_commit(ctx, store, snapshot, state["snapshot_count"]):
-            return ctx.skip(f"snapshot {snapshot.collected_at} was already in the history")
+        code = _collect(ctx, store)
     except Exception as exc:
         if config.profile.records_gaps and not ctx.committed and not isinstance(exc, Interrupted):
             _record_failed_run(ctx, store.files, exc)
         raise
+    if config.profile.archives_history:
+        best_effort(ctx, "archiving closed days", lambda: archive_closed_days(ctx, store))
+    return code
+
+
+def _collect(ctx: RunContext, store: HistoryStore) -> int:
+    config = ctx.config
+    state = open_history(ctx, store)
+    files_current = snapshot_files_current(config.out_dir, state["last_snapshot_id"])
+    if files_current and (reason := too_soon(config, state)):
+        return ctx.skip(reason)
+    ledger = RequestLedger(config.out_dir)
+    ledger.check_can_run(
+        CALLS_PER_SNAPSHOT, config.max_attempts, config.monthly_budget, config.force
+    )
+    snapshot = fetch_snapshot(ctx, ledger, state)
+    if files_current and (reason := unchanged(snapshot)):
+        return ctx.skip(reason)
+    if snapshot.snapshot_id == state["last_snapshot_id"]:
+        return ctx.skip(f"a snapshot was already committed in second {snapshot.snapshot_id}")
+    if not write_and_commit(ctx, store, snapshot, state["snapshot_count"]):
+        return ctx.skip(f"snapshot {snapshot.collected_at} was already in the history")
     after_commit(ctx, "clearing the quota block", config.force and ledger.clear_block)
     if config.profile.records_gaps and snapshot.diff.previous_ts:
         after_commit(
@@ -111,6 +120,14 @@ def collect_snapshot(ctx: RunContext) -> int:
         )
     after_commit(ctx, "printing the summary", lambda: print_summary(ctx, snapshot))
     return ExitCode.OK
+
+
+def archive_closed_days(ctx: RunContext, store: HistoryStore) -> None:
+    """Days that have ended move into Parquet archives (bounded time; see history/archive)."""
+    days = store.archive_closed_days()
+    ctx.stats.archived_days.extend(days)
+    for day in days:
+        ctx.say(f"Archived {day} into history/archive/{day}.parquet")
 
 
 def _history_targets() -> tuple[str, ...]:
@@ -131,12 +148,11 @@ def check_targets(out_dir: Path, files: tuple[str, ...], dirs: tuple[str, ...] =
 
 
 def open_history(ctx: RunContext, store: HistoryStore) -> dict[str, Any]:
-    """Clean a killed run's temp files, archive closed months (04), repair, check the clock."""
+    """Clean a killed run's temp files, repair the history, check the clock."""
     config = ctx.config
     _clean_orphans(config.out_dir, (*SNAPSHOT_FILES, STATS_NAME))
     _clean_orphans(store.dir, None)  # only collectors, under the run lock, write history/
-    if config.profile.archives_history:
-        ctx.stats.archived_months = store.compact_closed_months()
+    _clean_orphans(store.files.archive_dir, None)
     state = store.prepare()
     ctx.stats.last_success_at = state["last_ts"]
     check_clock(state["last_ts"], store)
@@ -324,6 +340,7 @@ def snapshots_line(ctx: RunContext, snapshot: Snapshot) -> dict[str, Any]:
         "coin_count": len(snapshot.coins),
         "expected_count": snapshot.expected_count,
         "market_cap_usd": snapshot.global_data.get("market_cap_usd"),
+        "coins_market_cap_usd": coins_market_cap_usd(snapshot.coins, config.quotes),
         "requests": ctx.counter.attempts,
         "retries": ctx.counter.retries,
         "appeared": len(diff.appeared),
@@ -338,6 +355,15 @@ def snapshots_line(ctx: RunContext, snapshot: Snapshot) -> dict[str, Any]:
         "plan": config.plan,
         "script": config.script,
     }
+
+
+def coins_market_cap_usd(coins: list[dict[str, Any]], quotes: tuple[str, ...]) -> Any:
+    """The sum of the collected coins' USD market caps (None without a USD quote)."""
+    if "USD" not in quotes:
+        return None
+    caps = (((coin.get("quotes") or {}).get("USD") or {}).get("market_cap") for coin in coins)
+    total = sum(cap for cap in caps if type(cap) in (int, float))
+    return total if not isinstance(total, float) or math.isfinite(total) else None
 
 
 def snapshot_file_bodies(ctx: RunContext, snapshot: Snapshot) -> dict[Path, bytes]:
@@ -407,12 +433,19 @@ def _rename_into_place(ctx: RunContext, tmp: Path, path: Path) -> None:
 
 def after_commit(ctx: RunContext, doing: str, step: Callable[[], object] | bool) -> None:
     """Run a step past the commit point: a failure is a warning, never the run's outcome."""
+    best_effort(ctx, doing, step, "after the snapshot was committed")
+
+
+def best_effort(
+    ctx: RunContext, doing: str, step: Callable[[], object] | bool, when: str = ""
+) -> None:
+    """Run a step whose failure must not change the run's outcome: it becomes a warning."""
     if not callable(step):
         return
     try:
         step()
-    except Exception as exc:  # noqa: BLE001 - past the commit point nothing fails the run
-        ctx.warn(f"{doing} failed after the snapshot was committed: {exc}")
+    except Exception as exc:  # noqa: BLE001 - a warning; the next run retries
+        ctx.warn(f"{doing} failed{' ' + when if when else ''}: {exc}")
         if not isinstance(exc, CollectorError | OSError):
             log.warning("traceback of the above", exc_info=exc)
 

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import csv
+import os
 import shutil
+import sys
 from typing import Any
 
 from .clock import now, parse_iso, utc_iso
 from .context import STATS_NAME, RunContext
 from .errors import ExitCode, HistoryCheckFailed, LocalStateError
 from .formats import safe_text_cell
-from .history import HistoryStore, check_history, find_gaps
+from .history import HistoryStore, TimeRange, check_history, export_lines, find_gaps
+from .history.query import run_query
 from .jsonio import loads_object
 from .ledger import RequestLedger, empty_ledger, log_budget_plan
 from .settings import API_REFRESH_MIN, CALLS_PER_SNAPSHOT
@@ -253,3 +257,34 @@ def show_history_check(ctx: RunContext) -> int:
     raise HistoryCheckFailed(
         f"history check failed: {len(report.problems)} problem(s), first: {report.problems[0]}"
     )
+
+
+def export_history(ctx: RunContext) -> int:
+    """04 --export-history: the committed lines of a time range on stdout, as committed."""
+    span = TimeRange.parse(*ctx.config.export_range)
+    out = getattr(sys.stdout, "buffer", None)
+    try:
+        for line in export_lines(HistoryStore(ctx.config.out_dir), span):
+            if out is not None:
+                out.write(line)
+            else:  # a text stream (tests): history lines are ASCII JSON
+                sys.stdout.write(line.decode("utf-8", "surrogateescape"))
+        sys.stdout.flush()
+    except BrokenPipeError:  # `… | head`: the reader has all it wanted
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    return ExitCode.OK
+
+
+def query_history(ctx: RunContext) -> int:
+    """04 --query: DuckDB SQL over the `history` and `totals` views, printed as CSV."""
+    names, rows = run_query(ctx.config.out_dir, str(ctx.config.query), ctx.config.quotes)
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    try:
+        writer.writerow(names)
+        writer.writerows(rows)
+        sys.stdout.flush()
+    except BrokenPipeError:  # `… | head`
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    return ExitCode.OK

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,6 +88,8 @@ class Config:
     show_plan: bool = False
     status: bool = False
     check_history: bool = False
+    export_range: tuple[str, ...] = ()
+    query: str | None = None
 
     @property
     def script(self) -> str:
@@ -98,8 +101,8 @@ class Config:
 
     @property
     def read_only(self) -> bool:
-        """--status and --check-history create, lock, log and write nothing."""
-        return self.status or self.check_history
+        """--status, --check-history, --export-history, --query: no lock, log, file or request."""
+        return self.status or self.check_history or bool(self.export_range) or bool(self.query)
 
     @classmethod
     def from_args(
@@ -137,6 +140,8 @@ class Config:
             show_plan=getattr(args, "plan", False),
             status=getattr(args, "status", False),
             check_history=getattr(args, "check_history", False),
+            export_range=tuple(getattr(args, "export_history", None) or ()),
+            query=getattr(args, "query", None),
         )
 
 
@@ -224,6 +229,12 @@ def _minutes(text: str) -> float:
     if not _number(float, text) >= 0:
         raise argparse.ArgumentTypeError("must be 0 or more minutes")
     return float(text)
+
+
+def _time_bound(text: str) -> str:
+    if not re.fullmatch(r"\d{4}-\d\d-\d\d(T\d\d:\d\d:\d\dZ)?", text):
+        raise argparse.ArgumentTypeError(f"expected YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ: {text!r}")
+    return text
 
 
 class OneLineErrorParser(argparse.ArgumentParser):
@@ -347,6 +358,20 @@ def _add_collector_options(parser: argparse.ArgumentParser, profile: ScriptProfi
             action="store_true",
             help="verify the history files; exit 65 on any problem",
         )
+        add(
+            "--export-history",
+            type=_time_bound,
+            nargs="+",
+            metavar=("FROM", "TO"),
+            help="print the history lines with FROM <= ts <= TO (YYYY-MM-DD or a full UTC "
+            "time; TO defaults to FROM) exactly as they were committed, archives included",
+        )
+        add(
+            "--query",
+            metavar="SQL",
+            help="run DuckDB SQL over the views `history` (archives + plain tail) and "
+            "`totals` (one row per snapshot); prints CSV",
+        )
 
 
 def parse_config(
@@ -355,6 +380,8 @@ def parse_config(
     """Parse argv (argparse exits 2 on bad input) and build the run's Config."""
     parser = build_parser(profile)
     args = parser.parse_args(argv)
+    if len(getattr(args, "export_history", None) or ()) > 2:
+        parser.error("--export-history takes FROM and at most one TO")
     try:
         return Config.from_args(profile, args, os.environ if environ is None else environ)
     except (ApiKeyError, argparse.ArgumentTypeError) as exc:

@@ -319,51 +319,6 @@ def test_status_and_check_history(api, out):
     assert "twice" in doubled.stdout
 
 
-def test_month_rotation_keeps_every_row_exactly_once(api, out):
-    for _ in range(3):
-        api.advance(300)
-        assert collect(api, out).returncode == 0
-        next_second()
-    store = HistoryStore(out)
-    rows_before = (out / "history" / "market_cap_history.jsonl").read_bytes()
-    current = time.strftime("%Y-%m", time.gmtime())
-    # Pretend a month has passed: every stored row is now in a closed month.
-    months = store.compact_closed_months(at=time.time() + 40 * 86400)
-    assert months == [current]
-    archive = out / "history" / f"market_cap_history-{current}.jsonl.gz"
-    import gzip
-
-    assert gzip.decompress(archive.read_bytes()) == rows_before
-    assert (out / "history" / "market_cap_history.jsonl").read_bytes() == b""
-    assert store.compact_closed_months(at=time.time() + 40 * 86400) == []  # exactly once
-    api.advance(300)
-    assert collect(api, out).returncode == 0
-    report = check_history(out, 30)
-    assert report.ok, report.problems
-    assert report.rows == 4 * api.served and report.snapshots == 4
-
-
-def test_interrupted_compaction_is_finished_by_the_next_run(api, out):
-    for _ in range(2):
-        api.advance(300)
-        assert collect(api, out).returncode == 0
-        next_second()
-    code = """
-import sys, time
-from pathlib import Path
-from mcap.history import HistoryStore
-HistoryStore(Path(sys.argv[1])).compact_closed_months(at=time.time() + 40 * 86400)
-"""
-    env = {**os.environ, "COLLECTOR_CRASH_AT": "compaction.before_replace"}
-    proc = subprocess.run([sys.executable, "-c", code, str(out)], cwd=ROOT, env=env)
-    assert proc.returncode == -signal.SIGKILL
-    api.advance(300)
-    assert collect(api, out).returncode == 0  # repair finishes the compaction first
-    report = check_history(out, 30)
-    assert report.ok, report.problems
-    assert report.rows == 3 * api.served
-
-
 SOAK_RETRIES = ["--retries", "1", "--timeout", "10"]
 
 

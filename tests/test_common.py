@@ -441,18 +441,6 @@ def test_rebuild_drops_a_snapshot_whose_rows_are_incomplete(tmp_path):
     assert report.snapshots == 2 and report.rows == 4
 
 
-def test_rebuild_after_compaction_keeps_archived_snapshots(tmp_path):
-    store = HistoryStore(tmp_path)
-    store.commit(commit_for("2026-10-31T23:30:00Z", ["a", "b"]))
-    store.compact_closed_months(at=parse_iso("2026-11-01T00:10:00Z"))
-    store.commit(commit_for("2026-11-01T00:00:00Z", ["a", "b"]))
-    store.files.state.unlink()
-    state = store.read_state()
-    assert state["snapshot_count"] == 2 and state["last_ts"] == "2026-11-01T00:00:00Z"
-    assert state["history_size"] == store.files.rows.stat().st_size
-    assert check_history(tmp_path, 30).ok
-
-
 def test_full_disk_during_append_rolls_back(tmp_path, monkeypatch):
     from mcap.errors import WriteError
     from mcap.history import store as history_module

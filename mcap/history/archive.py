@@ -1,152 +1,349 @@
-"""Closed months move out of the plain file into verified archives, exactly once.
+"""Closed days move out of the plain history into verified Parquet files, exactly once.
 
-Rows are in time order, so closed months are a prefix of the plain file. The months being
-moved are recorded in the state first (`pending_compaction`); a run killed at any point
-leaves that mark, and the next locked run finishes the job.
+A day is archived when it has ended (UTC), by whichever collector appends history. Per day:
+its committed lines are checked against snapshots.jsonl (every snapshot whole, ids unique),
+converted (`columnar.write_day`), read back and compared byte for byte (SHA-256 of the
+regenerated lines against the source lines), moved into place, and listed in
+`archive/manifest.jsonl`. Only then does the state's `archived_bytes` cover them; the plain
+file loses that prefix at once when what remains is small (the usual case: the new day), or
+later, so that a year-long plain file left by an older version is drained day by day
+without rewriting gigabytes per run. Readers never count a day twice: the query recipe
+skips plain rows up to the newest archived day, and the other readers skip `archived_bytes`.
+
+Each step is idempotent; a run killed anywhere leaves what the next run needs to finish.
+Legacy monthly `.jsonl.gz` archives are converted the same way, day by day, then removed.
 """
 
 from __future__ import annotations
 
 import gzip
-import hashlib
 import logging
 import os
-import shutil
+import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..clock import utc_iso
 from ..errors import HistoryDamaged, WriteError
-from ..fsio import FILE_MODE, commit_temp, crash_point, discard_temp
-from .files import HISTORY_NAME, HistoryFiles, lines_with_offsets, row_month, size_of
+from ..fsio import FILE_MODE, append_durably, commit_temp, crash_point, fsync_dir
+from ..jsonio import dumps
+from .columnar import read_lines, write_day, write_empty
+from .files import HistoryFiles, lines_with_offsets, read_manifest, size_of
 from .state import save_state
 
 log = logging.getLogger(__name__)
 
+ARCHIVE_BUDGET_S = 25.0  # no run spends longer starting new days (CONTRACT: ≤ 30 s)
+SECONDS_PER_ROW = 15e-6  # measured: convert + verify ≈ 8 s for a paid day (576k rows)
+CUT_NOW_BYTES = 512 * 1024 * 1024  # copy at most this much to drop an archived prefix
 
-def closed_months(files: HistoryFiles, current: str, committed: int) -> list[str]:
-    """Months before `current` at the head of the committed plain rows, oldest first."""
-    months: list[str] = []
-    for _, line in lines_with_offsets(files.rows, limit=committed):
-        month = _month_of(line)
-        if month >= current:
+
+@dataclass
+class DaySource:
+    """One closed day's committed lines, wherever they are."""
+
+    day: str
+    origin: str  # "plain" or a legacy archive's file name
+    lines: Callable[[], Iterator[bytes]]
+    rows: int
+    end: int = 0  # plain only: offset just after the day's last line
+
+
+def ensure_archive_dir(files: HistoryFiles) -> None:
+    """archive/ with its zero-row `schema.parquet`, so the query recipe works from day one."""
+    files.archive_dir.mkdir(exist_ok=True)
+    if not files.schema.exists():
+        tmp = files.archive_dir / f".{files.schema.name}.tmp"
+        write_empty(tmp, files.dir)
+        commit_temp(tmp, files.schema)
+
+
+def archive_closed_days(
+    files: HistoryFiles,
+    state: dict[str, Any],
+    expected: dict[str, int],
+    today: str,
+    budget_s: float = ARCHIVE_BUDGET_S,
+) -> list[str]:
+    """Archive closed days (legacy archives first, then the plain file) within the budget.
+
+    `expected` maps each committed snapshot's ts to its coin count. Hold the history lock.
+    """
+    started = time.monotonic()
+    done: list[str] = []
+    archived = read_manifest(files)
+    for source in _closed_days(files, state, today, archived):
+        elapsed = time.monotonic() - started
+        if done and elapsed + 0.3 + source.rows * SECONDS_PER_ROW > budget_s:
+            log.info("archive: %s waits for the next run (time budget)", source.day)
             break
-        if month not in months:
-            months.append(month)
-    return months
+        if source.day not in archived:
+            archived[source.day] = _archive_day(files, source, expected)
+            done.append(source.day)
+        if source.origin == "plain":
+            state["archived_bytes"] = source.end
+            save_state(files, state)
+    _drop_converted_legacy(files, archived)
+    if state["archived_bytes"] and (
+        state["history_size"] - state["archived_bytes"] <= CUT_NOW_BYTES
+    ):
+        start_cut(files, state)
+    return done
 
 
-def start_compaction(files: HistoryFiles, state: dict[str, Any], months: list[str]) -> None:
-    """Mark the months as being moved, then move them."""
-    state["pending_compaction"] = months
-    save_state(files, state)
-    finish_compaction(files, state)
+def _closed_days(
+    files: HistoryFiles, state: dict[str, Any], today: str, archived: dict[str, Any]
+) -> Iterator[DaySource]:
+    for legacy in files.legacy_archives():
+        yield from _legacy_days(files, legacy, archived)
+    yield from _plain_days(files, state, today)
 
 
-def finish_compaction(files: HistoryFiles, state: dict[str, Any]) -> None:
-    """Idempotent: archive each pending month, then drop those rows from the plain file."""
-    months = set(state["pending_compaction"])
-    ranges: dict[str, list[int]] = {}
-    keep_from = 0
+def _plain_days(files: HistoryFiles, state: dict[str, Any], today: str) -> Iterator[DaySource]:
+    """Closed days at the head of the committed plain rows, past what is archived."""
+    start, day, rows, end = state["archived_bytes"], None, 0, state["archived_bytes"]
     for offset_end, line in lines_with_offsets(files.rows, limit=state["history_size"]):
-        month = _month_of(line)
-        if month not in months:
-            break
-        ranges.setdefault(month, [keep_from, offset_end])[1] = offset_end
-        keep_from = offset_end
-    for month, (start, end) in ranges.items():
-        _write_archive(files, month, start, end)
-    if keep_from:
-        tmp = files.rows.with_name(f".{HISTORY_NAME}.compact.tmp")
+        if offset_end <= start:
+            continue
+        line_day = _day_of(line)
+        if line_day != day:
+            if day is not None:
+                yield _plain_source(files, day, start, end, rows)
+                start = end
+            if line_day >= today:
+                return
+            day, rows = line_day, 0
+        rows += 1
+        end = offset_end
+    if day is not None and day < today:
+        yield _plain_source(files, day, start, end, rows)
+
+
+def _plain_source(files: HistoryFiles, day: str, start: int, end: int, rows: int) -> DaySource:
+    def lines() -> Iterator[bytes]:
+        with open(files.rows, "rb") as handle:
+            handle.seek(start)
+            while handle.tell() < end:
+                yield handle.readline()
+
+    return DaySource(day, "plain", lines, rows, end)
+
+
+def _legacy_days(files: HistoryFiles, path: Path, archived: dict[str, Any]) -> Iterator[DaySource]:
+    """The days of a legacy monthly gzip archive not yet archived, one pass over the file.
+
+    Each such day is spooled to a temp file beside the history, then offered; blocks of
+    days already archived are skipped without splitting them into lines.
+    """
+    spool: Path | None = None
+    out = None
+    day, rows = None, 0
+    try:
+        for block_day, lines in _gz_day_runs(path, archived):
+            if block_day != day:
+                if out is not None:
+                    out.close()
+                    yield _spooled(path, day, spool, rows)
+                day, rows = block_day, 0
+                spool = files.dir / f".legacy-{block_day}.jsonl.tmp"
+                out = open(spool, "wb")
+            out.writelines(lines)
+            rows += len(lines)
+        if out is not None:
+            out.close()
+            yield _spooled(path, day, spool, rows)
+    finally:
+        if out is not None:
+            out.close()
+        for leftover in files.dir.glob(".legacy-*.jsonl.tmp"):
+            leftover.unlink(missing_ok=True)
+
+
+def _spooled(path: Path, day: str | None, spool: Path | None, rows: int) -> DaySource:
+    def lines() -> Iterator[bytes]:
+        with open(spool, "rb") as handle:  # type: ignore[arg-type]
+            yield from handle
+
+    return DaySource(str(day), path.name, lines, rows)
+
+
+def _gz_day_runs(path: Path, archived: dict[str, Any]) -> Iterator[tuple[str, list[bytes]]]:
+    """(day, lines) runs of a gzip archive, leaving out days already archived."""
+    pending = b""
+    try:
+        with gzip.open(path, "rb") as handle:
+            while block := handle.read(4 << 20):
+                block, pending = _whole_lines(pending + block)
+                if not block:
+                    continue
+                first, last = _day_of(block), _day_of(block[block.rfind(b"\n", 0, -1) + 1 :])
+                if first == last and first in archived:
+                    continue  # a block inside an archived day: no need to split it
+                run_day, run = None, []
+                for line in block.splitlines(keepends=True):
+                    line_day = _day_of(line)
+                    if line_day != run_day and run:
+                        if run_day not in archived:
+                            yield run_day, run  # type: ignore[misc]
+                        run = []
+                    run_day = line_day
+                    run.append(line)
+                if run and run_day not in archived:
+                    yield run_day, run  # type: ignore[misc]
+    except (OSError, EOFError, zlib.error) as exc:
+        raise HistoryDamaged(f"legacy archive {path.name} is damaged: {exc}") from exc
+
+
+def legacy_lines(path: Path, archived: set[str] | dict[str, Any]) -> Iterator[bytes]:
+    """The lines of a legacy monthly archive whose day is not yet converted."""
+    try:
+        with gzip.open(path, "rb") as handle:
+            for line in handle:
+                if line[7:17].decode("ascii", "replace") not in archived:
+                    yield line
+    except (OSError, EOFError, zlib.error) as exc:
+        raise HistoryDamaged(f"legacy archive {path.name} is damaged: {exc}") from exc
+
+
+def _whole_lines(data: bytes) -> tuple[bytes, bytes]:
+    cut = data.rfind(b"\n") + 1
+    return data[:cut], data[cut:]
+
+
+def _day_of(line: bytes) -> str:
+    if not line.startswith(b'{"ts":"') or len(line) < 17:
+        raise HistoryDamaged("a committed history line does not start with its ts")
+    return line[7:17].decode("ascii", "replace")
+
+
+def _archive_day(files: HistoryFiles, source: DaySource, expected: dict[str, int]) -> dict:
+    """Convert, verify, move into place and list one day; returns its manifest entry."""
+    final = files.day_archive(source.day)
+    tmp = files.archive_dir / f".{final.name}.tmp"
+    try:
+        digest = write_day(source.lines(), tmp, files.dir)
+        _check_snapshots(source, digest.snapshots, expected)
+        regenerated = _sha256_of(read_lines(tmp, files.dir))
+        if regenerated != digest.sha256.hexdigest():
+            raise WriteError(f"archive of {source.day} did not read back identically; kept plain")
+        crash_point("archive.before_rename")
+        os.chmod(tmp, FILE_MODE)
+        commit_temp(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
+    entry = {
+        "day": source.day,
+        "file": final.name,
+        "rows": digest.rows,
+        "snapshots": len(digest.snapshots),
+        "raw_rows": digest.raw_rows,
+        "bytes": final.stat().st_size,
+        "file_sha256": _sha256_of(_chunks(final)),
+        "source_sha256": digest.sha256.hexdigest(),
+        "source": source.origin,
+        "archived_at": utc_iso(),
+    }
+    crash_point("archive.before_manifest")
+    append_durably(files.manifest, (dumps(entry) + "\n").encode())
+    log.info(
+        "archive: %s → %s (%d rows, %d bytes, %.1f B/row)",
+        source.day,
+        final.name,
+        digest.rows,
+        entry["bytes"],
+        entry["bytes"] / max(1, digest.rows),
+    )
+    return entry
+
+
+def _check_snapshots(source: DaySource, found: dict[str, int], expected: dict[str, int]) -> None:
+    """Every snapshot of the day whole, and nothing that snapshots.jsonl does not list."""
+    wanted = {ts: n for ts, n in expected.items() if ts.startswith(source.day)}
+    if found != wanted:
+        odd = sorted(ts for ts in set(found) | set(wanted) if found.get(ts) != wanted.get(ts))
+        raise HistoryDamaged(
+            f"{source.day} in {source.origin} does not match snapshots.jsonl (first: {odd[0]}: "
+            f"{found.get(odd[0])} rows, expected {wanted.get(odd[0])}); not archived"
+        )
+
+
+def _chunks(path: Path) -> Iterator[bytes]:
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            yield block
+
+
+def _sha256_of(blocks: Iterator[bytes]) -> str:
+    import hashlib
+
+    sha = hashlib.sha256()
+    for block in blocks:
+        sha.update(block)
+    return sha.hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    return _sha256_of(_chunks(path))
+
+
+def _drop_converted_legacy(files: HistoryFiles, archived: dict[str, Any]) -> None:
+    """A legacy archive none of whose days is left to convert is no longer needed."""
+    for legacy in files.legacy_archives():
+        if next(_gz_day_runs(legacy, archived), None) is None:
+            legacy.unlink()
+            fsync_dir(files.dir)
+            log.info("archive: %s converted to daily Parquet files and removed", legacy.name)
+
+
+# --- dropping the archived prefix of the plain file ------------------------------------------
+
+
+def start_cut(files: HistoryFiles, state: dict[str, Any]) -> None:
+    """Mark, then drop the archived prefix of the plain file (copying what follows it)."""
+    state["cutting"] = state["archived_bytes"]
+    save_state(files, state)
+    finish_cut(files, state)
+
+
+def finish_cut(files: HistoryFiles, state: dict[str, Any]) -> None:
+    """Idempotent: after a crash the file is either still whole or already cut."""
+    cut, committed = state["cutting"], state["history_size"]
+    if size_of(files.rows) != committed - cut:  # not cut yet
+        tmp = files.rows.with_name(f".{files.rows.name}.cut.tmp")
         with open(files.rows, "rb") as src, open(tmp, "wb") as dst:
-            src.seek(keep_from)
-            shutil.copyfileobj(src, dst, 1 << 20)
+            src.seek(cut)
+            remaining = committed - cut
+            while remaining > 0:
+                block = src.read(min(remaining, 1 << 20))
+                if not block:
+                    break
+                dst.write(block)
+                remaining -= len(block)
             dst.flush()
             os.fsync(dst.fileno())
         os.chmod(tmp, FILE_MODE)
-        crash_point("compaction.before_replace")
+        crash_point("archive.before_cut")
         commit_temp(tmp, files.rows)
-        state["history_size"] -= keep_from
-    else:
-        # Crashed after the plain file was rewritten: it holds exactly the committed rows.
-        state["history_size"] = size_of(files.rows)
-    state["pending_compaction"] = []
+    state.update(history_size=committed - cut, archived_bytes=0, cutting=0)
     save_state(files, state)
-    for month, (start, end) in ranges.items():
-        log.info("history: archived %d byte(s) of %s rows", end - start, month)
 
 
-def iter_archived_lines(files: HistoryFiles) -> Iterator[tuple[str, bytes]]:
-    """Every archived history line, oldest month first, with its file name.
-
-    Raises:
-        HistoryDamaged: an archive cannot be read.
-    """
-    for archive in files.archives():
-        try:
-            with gzip.open(archive, "rb") as handle:
-                for line in handle:
-                    yield archive.name, line
-        except (OSError, EOFError, zlib.error) as exc:
-            raise HistoryDamaged(f"archive {archive.name} is damaged: {exc}") from exc
-
-
-def _month_of(line: bytes) -> str:
-    month = row_month(line)
-    if month is None:
-        raise HistoryDamaged(f"{HISTORY_NAME} holds a committed line that does not start with ts")
-    return month
-
-
-def _write_archive(files: HistoryFiles, month: str, start: int, end: int) -> None:
-    """Stream rows [start, end) into a gzip archive, verified before it is renamed in."""
-    path = files.archive(month)
-    expected = _range_digest(files.rows, start, end)
-    if path.exists():
-        if _gzip_digest(path) == expected:
-            return  # written by an interrupted earlier compaction
-        raise HistoryDamaged(f"{path.name} exists with different rows; refusing to overwrite")
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with open(files.rows, "rb") as src, open(tmp, "wb") as raw:
-            with gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=6, mtime=0) as gz:
-                src.seek(start)
-                remaining = end - start
-                while remaining:
-                    block = src.read(min(remaining, 1 << 20))
-                    gz.write(block)
-                    remaining -= len(block)
-            raw.flush()
-            os.fsync(raw.fileno())
-        os.chmod(tmp, FILE_MODE)
-        if _gzip_digest(tmp) != expected:
-            raise WriteError(f"verification of {path.name} failed")
-        crash_point("compaction.before_archive_rename")
-        commit_temp(tmp, path)
-    except OSError as exc:
-        raise WriteError(f"cannot write {path.name}: {exc.strerror}") from exc
-    finally:
-        discard_temp(tmp if tmp.exists() else None)
-
-
-def _range_digest(path: Path, start: int, end: int) -> str:
-    sha = hashlib.sha256()
-    with open(path, "rb") as handle:
-        handle.seek(start)
-        remaining = end - start
-        while remaining:
-            block = handle.read(min(remaining, 1 << 20))
-            if not block:
-                break
-            sha.update(block)
-            remaining -= len(block)
-    return sha.hexdigest()
-
-
-def _gzip_digest(path: Path) -> str:
-    sha = hashlib.sha256()
-    with gzip.open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            sha.update(block)
-    return sha.hexdigest()
+def finish_legacy_compaction(files: HistoryFiles, state: dict[str, Any]) -> None:
+    """A monthly compaction interrupted by an older version: its verified .jsonl.gz holds the
+    month, so those rows are dropped from the plain file (the daily conversion follows)."""
+    months = set(state["pending_compaction"])
+    keep_from = 0
+    for offset_end, line in lines_with_offsets(files.rows, limit=state["history_size"]):
+        month = _day_of(line)[:7]
+        if month not in months or not (files.dir / f"market_cap_history-{month}.jsonl.gz").exists():
+            break
+        keep_from = offset_end
+    state["pending_compaction"] = []
+    if keep_from:
+        state["archived_bytes"] = keep_from
+        start_cut(files, state)
+    else:
+        save_state(files, state)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 HISTORY_DIR = "history"
 HISTORY_NAME = "market_cap_history.jsonl"
@@ -12,9 +14,12 @@ SNAPSHOTS_NAME = "snapshots.jsonl"
 GAPS_NAME = "gaps.jsonl"
 STATE_NAME = ".state.json"
 LOCK_NAME = ".history.lock"
-ARCHIVE_PREFIX = "market_cap_history-"
-ARCHIVE_SUFFIX = ".jsonl.gz"
-ARCHIVE_PATTERN = f"{ARCHIVE_PREFIX}*{ARCHIVE_SUFFIX}"
+ARCHIVE_DIR = "archive"
+MANIFEST_NAME = "manifest.jsonl"
+SCHEMA_NAME = "schema.parquet"
+# Monthly gzip archives of older versions; converted to daily Parquet files, then removed.
+LEGACY_PREFIX = "market_cap_history-"
+LEGACY_SUFFIX = ".jsonl.gz"
 # Files a collector run replaces or appends to inside history/ (checked before any request).
 TARGET_NAMES = (HISTORY_NAME, SNAPSHOTS_NAME, GAPS_NAME, STATE_NAME)
 
@@ -29,16 +34,34 @@ class HistoryFiles:
         self.gaps = self.dir / GAPS_NAME
         self.state = self.dir / STATE_NAME
         self.lock = self.dir / LOCK_NAME
+        self.archive_dir = self.dir / ARCHIVE_DIR
+        self.manifest = self.archive_dir / MANIFEST_NAME
+        self.schema = self.archive_dir / SCHEMA_NAME
 
-    def archive(self, period: str) -> Path:
-        return self.dir / f"{ARCHIVE_PREFIX}{period}{ARCHIVE_SUFFIX}"
+    def day_archive(self, day: str) -> Path:
+        """`history/archive/YYYY-MM-DD.parquet`."""
+        return self.archive_dir / f"{day}.parquet"
 
-    def archives(self) -> list[Path]:
-        return sorted(self.dir.glob(ARCHIVE_PATTERN))
+    def legacy_archives(self) -> list[Path]:
+        return sorted(self.dir.glob(f"{LEGACY_PREFIX}*{LEGACY_SUFFIX}"))
 
-    @staticmethod
-    def archive_period(path: Path) -> str:
-        return path.name[len(ARCHIVE_PREFIX) : -len(ARCHIVE_SUFFIX)]
+
+def read_manifest(files: HistoryFiles) -> dict[str, dict[str, Any]]:
+    """Archived days by date, from archive/manifest.jsonl (unreadable lines skipped)."""
+    entries: dict[str, dict[str, Any]] = {}
+    for _, line in lines_with_offsets(files.manifest):
+        try:
+            entry = json.loads(line)
+            entries[str(entry["day"])] = entry
+        except (ValueError, KeyError, TypeError, RecursionError):
+            continue
+    return entries
+
+
+def archived_days(files: HistoryFiles) -> set[str]:
+    """Days held by Parquet archives: listed in the manifest, or present as a day file."""
+    named = {p.stem for p in files.archive_dir.glob("????-??-??.parquet")}
+    return set(read_manifest(files)) | named
 
 
 def size_of(path: Path) -> int:

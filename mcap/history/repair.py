@@ -12,7 +12,15 @@ from typing import Any
 
 from ..clock import compact_id, parse_iso, utc_iso
 from ..errors import HistoryDamaged
-from .files import HistoryFiles, lines_with_offsets, size_of, snapshot_groups
+from .files import (
+    LEGACY_PREFIX,
+    LEGACY_SUFFIX,
+    HistoryFiles,
+    archived_days,
+    lines_with_offsets,
+    size_of,
+    snapshot_groups,
+)
 from .state import RECENT_IDS_KEPT, empty_state
 
 log = logging.getLogger(__name__)
@@ -81,29 +89,40 @@ def rebuild_state(files: HistoryFiles) -> dict[str, Any]:
     """Recover the commit point from the files themselves (state file lost or damaged).
 
     A snapshot counts as committed when its line in snapshots.jsonl is readable and its
-    rows are all there (in the plain file, or in an archive of its month); the first one
+    rows are all there (in the plain file, or in an archived day or legacy month); the first one
     that fails ends the committed prefix, and everything after it is cut on repair.
     Memory stays bounded whatever the files' size: one snapshot's ids at a time.
     """
     log.warning("history state missing or damaged: rebuilding it from %s", files.dir)
     entries = _snapshot_entries(files)
     counts = {entry["ts"]: entry["coin_count"] for _, entry in entries}
+    days = archived_days(files)
+    months = {p.name[len(LEGACY_PREFIX) : -len(LEGACY_SUFFIX)] for p in files.legacy_archives()}
+
+    def archived(ts: str) -> bool:
+        return ts[:10] in days or ts[:7] in months
+
     complete: dict[str, int] = {}
     last_ids: tuple[str | None, list[str]] = (None, [])
+    archived_bytes, leading = 0, True
     for group in snapshot_groups(_row_keys(files)):
         want = counts.get(group.ts)
-        if want and len(group.ids) >= want:
+        whole = bool(want) and len(group.ids) >= want
+        if whole:
             complete[group.ts] = group.ends[want - 1]
             last_ids = (group.ts, group.ids[:want])
-    archived = {HistoryFiles.archive_period(p) for p in files.archives()}
+        leading = leading and whole and archived(group.ts)
+        if leading:  # a plain head already in Parquet, not yet dropped from the file
+            archived_bytes = complete[group.ts]
     state = empty_state()
     committed: list[tuple[int, dict[str, Any]]] = []
     for offset_end, entry in entries:
         if entry["ts"] in complete:
             state["history_size"] = complete[entry["ts"]]
-        elif entry["ts"][:7] not in archived:
+        elif not archived(entry["ts"]):
             break
         committed.append((offset_end, entry))
+    state["archived_bytes"] = min(archived_bytes, state["history_size"])
     if committed:
         last = committed[-1][1]
         state.update(

@@ -12,7 +12,7 @@ from .files import HistoryFiles
 
 STATE_VERSION = 1
 RECENT_IDS_KEPT = 500
-_COUNTS = ("history_size", "snapshots_size", "snapshot_count")
+_COUNTS = ("history_size", "snapshots_size", "snapshot_count", "archived_bytes", "cutting")
 
 
 def empty_state() -> dict[str, Any]:
@@ -26,7 +26,9 @@ def empty_state() -> dict[str, Any]:
         "last_coin_count": None,
         "recent_snapshot_ids": [],
         "last_updated": {},
-        "pending_compaction": [],
+        "archived_bytes": 0,  # head of the plain file already in Parquet archives
+        "cutting": 0,  # bytes being dropped from the head of the plain file
+        "pending_compaction": [],  # months an older version was moving to .jsonl.gz
     }
 
 
@@ -37,6 +39,8 @@ def state_problem(state: Any) -> str | None:
     for key in _COUNTS:
         if type(state.get(key)) is not int or state[key] < 0:
             return f"{key} is {state.get(key)!r}"
+    if state["archived_bytes"] > state["history_size"]:
+        return "archived_bytes is past the committed size"
     for key in ("last_ts", "last_snapshot_id"):
         if not isinstance(state.get(key), str | None):
             return f"{key} is {state.get(key)!r}"

@@ -22,7 +22,12 @@ from ..errors import WriteError
 from ..fsio import FILE_MODE, crash_point, ensure_subdir, locked, write_all
 from ..jsonio import dumps
 from ..redact import redact
-from .archive import closed_months, finish_compaction, start_compaction
+from .archive import (
+    archive_closed_days,
+    ensure_archive_dir,
+    finish_cut,
+    finish_legacy_compaction,
+)
 from .files import HistoryFiles, lines_with_offsets, size_of
 from .repair import cut_tail, rebuild_state
 from .state import RECENT_IDS_KEPT, empty_state, load_state, save_state
@@ -93,9 +98,11 @@ class HistoryStore:
         return dict(self._rebuilt)
 
     def repair(self, state: dict[str, Any]) -> int:
-        """Finish an interrupted compaction, then cut uncommitted tails. Hold the lock."""
-        if state.get("pending_compaction"):
-            finish_compaction(self.files, state)
+        """Finish an interrupted archive step, then cut uncommitted tails. Hold the lock."""
+        if state["pending_compaction"]:
+            finish_legacy_compaction(self.files, state)
+        if state["cutting"]:
+            finish_cut(self.files, state)
         cut = cut_tail(self.files.rows, state["history_size"])
         cut += cut_tail(self.files.snapshots, state["snapshots_size"])
         return cut
@@ -166,22 +173,24 @@ class HistoryStore:
                     handle.truncate(size)
 
     # --- archives ---------------------------------------------------------------------------
-    def compact_closed_months(self, at: float | None = None) -> list[str]:
-        """Move rows of closed months to `market_cap_history-YYYY-MM.jsonl.gz`, exactly once."""
-        current = time.strftime("%Y-%m", time.gmtime(now() if at is None else at))
+    def archive_closed_days(self, budget_s: float | None = None) -> list[str]:
+        """Move days that have ended (UTC) into verified Parquet archives, within a time budget."""
+        today = time.strftime("%Y-%m-%d", time.gmtime(now()))
         ensure_subdir(self.dir)
         with locked(self.files.lock):
             state = self.read_state()
             self.repair(state)
-            months = closed_months(self.files, current, state["history_size"])
-            if months:
-                start_compaction(self.files, state, months)
-            return months
+            ensure_archive_dir(self.files)
+            if not self.files.legacy_archives() and not _has_closed_day(self.files, state, today):
+                return []
+            expected = {e["ts"]: int(e["coin_count"]) for e in self.snapshot_entries(state)}
+            kwargs = {} if budget_s is None else {"budget_s": budget_s}
+            return archive_closed_days(self.files, state, expected, today, **kwargs)
 
     # --- reading ------------------------------------------------------------------------------
-    def snapshot_entries(self) -> list[dict[str, Any]]:
+    def snapshot_entries(self, state: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         """Committed, readable lines of snapshots.jsonl (small: one line per snapshot)."""
-        state = self.read_state()
+        state = self.read_state() if state is None else state
         entries = []
         for _, line in lines_with_offsets(self.files.snapshots, limit=state["snapshots_size"]):
             try:
@@ -197,6 +206,16 @@ class HistoryStore:
         if not self.dir.is_dir():
             return 0
         return sum(p.stat().st_size for p in self.dir.iterdir() if p.is_file())
+
+
+def _has_closed_day(files: HistoryFiles, state: dict[str, Any], today: str) -> bool:
+    """Whether the first unarchived plain row is from before today (one short read)."""
+    if state["archived_bytes"] >= state["history_size"]:
+        return False
+    with open(files.rows, "rb") as handle:
+        handle.seek(state["archived_bytes"])
+        head = handle.read(17)
+    return head[7:17].decode("ascii", "replace") < today
 
 
 def _append(path: Path, data: bytes, crash_name: str) -> None:

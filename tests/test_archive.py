@@ -1,0 +1,306 @@
+"""Closed days in Parquet: archived by the collectors, exactly once, bit-exact, crash-safe,
+queryable together with the plain tail, checkable, and printable back for jq."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from mcap.clock import parse_iso, utc_iso
+from mcap.formats import history_bytes
+from mcap.history import Commit, HistoryStore, TimeRange, check_history, export_lines
+from mcap.history import archive as archive_module
+from mcap.history.query import TOTALS_VIEW_SQL, history_view_sql, run_query
+from tests.conftest import CLOCK, ROOT, read_jsonl, run_script, script_env
+
+S02, S03, S04 = (
+    "02_fetch_all_market_caps.py",
+    "03_optimized_free_tier_collector.py",
+    "04_production_collector.py",
+)
+DAY = 86400
+
+
+def at(epoch: float) -> None:
+    """Put the scripts' clock at `epoch` (forwards only within a test)."""
+    CLOCK.offset = epoch - time.time()
+
+
+def next_midnight() -> float:
+    """A midnight (UTC) at least a day after the test clock's now: the clock never goes back."""
+    return ((time.time() + CLOCK.offset) // DAY + 2) * DAY
+
+
+def collect(script: str, api, out: Path, *extra: str, env: dict | None = None):
+    return run_script(
+        script, "--base-url", api.url, "--out-dir", str(out), "--min-interval", "0", *extra,
+        env=env,
+    )  # fmt: skip
+
+
+def plain(out: Path) -> bytes:
+    return (out / "history" / "market_cap_history.jsonl").read_bytes()
+
+
+def export(out: Path, start: str = "2000-01-01", end: str = "2999-12-31") -> bytes:
+    return b"".join(export_lines(HistoryStore(out), TimeRange.parse(start, end)))
+
+
+def two_days(script: str, api, out: Path) -> tuple[bytes, str]:
+    """Two snapshots before midnight, two after: returns every line written, and day one."""
+    midnight = next_midnight()
+    at(midnight - 1200)
+    for step in range(4):
+        api.advance(300)
+        result = collect(script, api, out)
+        assert result.returncode == 0, result.stderr
+        if step == 1:
+            day_one = plain(out)
+        CLOCK.tick(600)
+    return day_one + plain(out), utc_iso(midnight - 1200)[:10]
+
+
+@pytest.mark.parametrize("script", [S02, S03, S04])
+def test_the_collectors_archive_a_closed_day_exactly_once_and_exactly(free_api, out, script):
+    written, day = two_days(script, free_api, out)
+    archive = out / "history" / "archive" / f"{day}.parquet"
+    assert archive.is_file()
+    manifest = read_jsonl(out / "history" / "archive" / "manifest.jsonl")
+    assert [e["day"] for e in manifest] == [day]
+    assert manifest[0]["rows"] == 2 * free_api.served and manifest[0]["snapshots"] == 2
+    # The plain file keeps only the new day; every row is somewhere exactly once.
+    assert all(json.loads(line)["ts"] > day for line in plain(out).splitlines())
+    assert export(out) == written
+    report = check_history(out, 30)
+    assert report.ok, report.problems
+    assert report.rows == 4 * free_api.served and report.snapshots == 4
+    stats = json.loads((out / "latest_stats.json").read_bytes())
+    assert stats["archived_days"] == [] and stats["status"] == "ok"  # archived one run earlier
+
+
+def test_export_history_prints_a_range_exactly_for_jq(free_api, out):
+    written, day = two_days(S04, free_api, out)
+    result = run_script(S04, "--out-dir", str(out), "--export-history", day)
+    assert result.returncode == 0, result.stderr
+    lines = written.splitlines(keepends=True)
+    assert result.stdout.encode() == b"".join(lines[: 2 * free_api.served])
+    piped = subprocess.run(
+        f"{sys.executable} {ROOT / S04} --out-dir {out} --export-history 2000-01-01 2999-01-01"
+        " | head -1",
+        shell=True,
+        capture_output=True,
+        env=script_env(),
+    )
+    assert piped.returncode == 0 and piped.stdout == lines[0] and piped.stderr == b""
+
+
+def _rows(ts: str, coins: list[dict]) -> bytes:
+    return history_bytes(coins, ts, ("USD", "EUR"))
+
+
+ODD_COINS = [
+    {"id": "btc-bitcoin", "rank": 1, "circulating_supply": 19912437,
+     "quotes": {"USD": {"price": 67432.1587162, "market_cap": 2**53 + 1, "volume_24h": 1e16,
+                        "percent_change_24h": -0.0},
+                "EUR": {"price": 0.1, "market_cap": 10**30, "volume_24h": 5e-324,
+                        "percent_change_24h": None}}},
+    {"id": "eth-ethereum", "rank": None,
+     "quotes": {"USD": {"price": 1.7976931348623157e308, "market_cap": 0, "volume_24h": 1e-05,
+                        "percent_change_24h": 100.0}, "EUR": None}},
+    {"id": "日本-coin-🚀", "rank": 2**40,
+     "quotes": {"USD": {"price": 3, "market_cap": -12, "volume_24h": 123456789012345678.0,
+                        "percent_change_24h": 1e22}}},
+    {"id": 'quo"te\\back', "rank": 0, "circulating_supply": 1.5,
+     "quotes": {"USD": {"price": None, "market_cap": None}}},
+]  # fmt: skip
+
+
+def _commit(store: HistoryStore, ts: str, coins: list[dict]) -> bytes:
+    rows = _rows(ts, coins)
+    summary = {"ts": ts, "snapshot_id": ts, "coin_count": len(coins)}
+    assert store.commit(Commit(ts, ts, rows, len(coins), {}, summary))
+    return rows
+
+
+def test_every_value_round_trips_bit_exact(tmp_path, clock_at):
+    store = HistoryStore(tmp_path)
+    written = b"".join(
+        _commit(store, ts, ODD_COINS) for ts in ("2026-01-05T10:00:00Z", "2026-01-05T10:30:00Z")
+    )
+    written += _commit(store, "2026-01-06T00:00:00Z", ODD_COINS[:2])
+    clock_at("2026-01-06T12:00:00Z")
+    assert store.archive_closed_days() == ["2026-01-05"]
+    entry = read_jsonl(tmp_path / "history" / "archive" / "manifest.jsonl")[0]
+    assert entry["raw_rows"] == 2 * 2  # 2^53 + 1 and the 40-bit rank cannot be columns
+    assert export(tmp_path) == written
+    names, rows = run_query(
+        tmp_path, "SELECT id, rank, market_cap_usd, price_eur FROM history ORDER BY ts, id"
+    )
+    assert {row[0] for row in rows} == {coin["id"] for coin in ODD_COINS}
+    assert ("日本-coin-🚀", None, -12.0, None) in rows  # a 40-bit rank: NULL, exact in export
+    assert check_history(tmp_path, 30).ok
+
+
+@pytest.fixture
+def clock_at(monkeypatch):
+    """Set the clock for code called in this process (it reads the scripts' variable)."""
+
+    def move(iso: str) -> None:
+        at(parse_iso(iso))
+        monkeypatch.setenv("COLLECTOR_CLOCK_OFFSET_S", str(CLOCK.offset))
+
+    return move
+
+
+@pytest.mark.parametrize(
+    "point", ["archive.before_rename", "archive.before_manifest", "archive.before_cut"]
+)
+def test_a_kill_while_archiving_loses_nothing(free_api, out, point):
+    midnight = next_midnight()
+    at(midnight - 900)
+    for _ in range(2):
+        free_api.advance(300)
+        assert collect(S04, free_api, out).returncode == 0
+        CLOCK.tick(300)
+    at(midnight + 300)
+    free_api.advance(300)
+    killed = collect(S04, free_api, out, env={"COLLECTOR_CRASH_AT": point})
+    assert killed.returncode == -signal.SIGKILL
+    written = export(out)  # the killed run committed its snapshot before archiving
+    assert check_history(out, 30).ok
+    CLOCK.tick(600)
+    free_api.advance(300)
+    assert collect(S04, free_api, out).returncode == 0
+    report = check_history(out, 30)
+    assert report.ok, report.problems
+    assert report.rows == 4 * free_api.served
+    assert export(out).startswith(written)
+    assert len(read_jsonl(out / "history" / "archive" / "manifest.jsonl")) == 1
+    assert not [p for p in (out / "history").rglob("*.tmp")]
+
+
+def test_the_query_recipe_works_on_a_fresh_install_and_across_archives(free_api, out):
+    free_api.advance(300)
+    assert collect(S04, free_api, out).returncode == 0  # nothing archived yet
+    one = run_script(
+        S04, "--out-dir", str(out), "--query",
+        "SELECT count(*) AS n FROM history WHERE id = 'btc-bitcoin'",
+    )  # fmt: skip
+    assert one.returncode == 0 and one.stdout == "n\n1\n", one.stderr
+    written, day = two_days(S04, free_api, out)
+    rows = [json.loads(line) for line in (b"".join([written])).splitlines()]
+    btc = [(r["ts"], r["market_cap_usd"]) for r in rows if r["id"] == "btc-bitcoin"]
+    names, got = run_query(
+        out,
+        "SELECT strftime(ts, '%Y-%m-%dT%H:%M:%SZ'), market_cap_usd FROM history "
+        "WHERE id = 'btc-bitcoin' ORDER BY ts",
+    )
+    assert [(ts, int(cap)) for ts, cap in got[-4:]] == btc
+    last = rows[-1]["ts"]
+    top = sorted((r for r in rows if r["ts"] == last), key=lambda r: -(r["market_cap_usd"] or 0))
+    _, got = run_query(
+        out,
+        f"SELECT id FROM history WHERE ts = '{last[:-1]}' "
+        "ORDER BY market_cap_usd DESC NULLS LAST, id LIMIT 10",
+    )
+    assert [r[0] for r in got][:3] == [r["id"] for r in top][:3]
+    _, totals = run_query(out, "SELECT count(*), count(coins_market_cap_usd) FROM totals")
+    assert totals == [(5, 5)]
+    # No day is counted twice, even while the plain file still holds an archived day.
+    _, count = run_query(out, "SELECT count(*) FROM history")
+    assert count == [(5 * free_api.served,)]
+
+
+def test_docs_show_the_recipe_the_code_runs():
+    docs = (ROOT / "docs" / "queries.md").read_text()
+    assert history_view_sql() in docs and TOTALS_VIEW_SQL in docs
+
+
+def _history_over_days(store: HistoryStore, days: list[str], coins: list[dict]) -> bytes:
+    return b"".join(
+        _commit(store, f"{day}T{hour}:00:00Z", coins) for day in days for hour in ("06", "18")
+    )
+
+
+def test_a_backlog_is_spread_over_runs_within_the_time_budget(tmp_path, clock_at):
+    store = HistoryStore(tmp_path)
+    days = ["2026-02-01", "2026-02-02", "2026-02-03"]
+    written = _history_over_days(store, days, ODD_COINS)
+    clock_at("2026-02-10T00:00:00Z")
+    runs = [store.archive_closed_days(budget_s=0) for _ in range(4)]
+    assert runs == [["2026-02-01"], ["2026-02-02"], ["2026-02-03"], []]
+    assert plain(tmp_path) == b"" and export(tmp_path) == written
+
+
+def test_a_long_plain_file_is_drained_without_rewriting_it_each_day(
+    tmp_path, monkeypatch, clock_at
+):
+    monkeypatch.setattr(archive_module, "CUT_NOW_BYTES", 100)  # "gigabytes" for this test
+    store = HistoryStore(tmp_path)
+    days = ["2026-03-01", "2026-03-02", "2026-03-03"]
+    written = _history_over_days(store, days, ODD_COINS) + _commit(
+        store, "2026-03-09T00:00:00Z", ODD_COINS
+    )
+    clock_at("2026-03-09T12:00:00Z")
+    inode = (tmp_path / "history" / "market_cap_history.jsonl").stat().st_ino
+    assert store.archive_closed_days(budget_s=0) == ["2026-03-01"]
+    state = store.read_state()
+    assert state["archived_bytes"] > 0  # logically archived, not yet cut
+    assert (tmp_path / "history" / "market_cap_history.jsonl").stat().st_ino == inode
+    _, count = run_query(tmp_path, "SELECT count(*) FROM history")
+    assert count == [(7 * len(ODD_COINS),)]  # the archived day is not counted twice
+    assert export(tmp_path) == written and check_history(tmp_path, 30).ok
+    monkeypatch.setattr(archive_module, "CUT_NOW_BYTES", 10**9)
+    assert store.archive_closed_days() == ["2026-03-02", "2026-03-03"]
+    assert store.read_state()["archived_bytes"] == 0
+    assert export(tmp_path) == written and check_history(tmp_path, 30).ok
+
+
+def test_legacy_monthly_gzip_archives_are_converted_once_and_verified(tmp_path, clock_at):
+    store = HistoryStore(tmp_path)
+    written = _history_over_days(store, ["2026-04-29", "2026-04-30"], ODD_COINS)
+    written += _commit(store, "2026-05-01T06:00:00Z", ODD_COINS)
+    # What an older version left: April moved to a gzip archive, the plain file cut.
+    history = tmp_path / "history"
+    april = written[: written.index(b'{"ts":"2026-05')]
+    (history / "market_cap_history-2026-04.jsonl.gz").write_bytes(gzip.compress(april))
+    (history / "market_cap_history.jsonl").write_bytes(written[len(april) :])
+    state = json.loads((history / ".state.json").read_bytes())
+    state["history_size"] -= len(april)
+    (history / ".state.json").write_text(json.dumps(state))
+    assert export(tmp_path) == written and check_history(tmp_path, 30).ok
+    clock_at("2026-05-01T12:00:00Z")
+    assert store.archive_closed_days(budget_s=0) == ["2026-04-29"]
+    assert (history / "market_cap_history-2026-04.jsonl.gz").exists()  # half converted
+    assert export(tmp_path) == written and check_history(tmp_path, 30).ok
+    assert store.archive_closed_days() == ["2026-04-30"]
+    assert not (history / "market_cap_history-2026-04.jsonl.gz").exists()
+    assert export(tmp_path) == written and check_history(tmp_path, 30).ok
+
+
+def test_a_flipped_byte_in_an_archive_is_found(free_api, out):
+    two_days(S04, free_api, out)
+    archive = next((out / "history" / "archive").glob("2*.parquet"))
+    data = bytearray(archive.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    archive.write_bytes(bytes(data))
+    result = run_script(S04, "--out-dir", str(out), "--check-history")
+    assert result.returncode == 65 and "SHA-256" in result.stdout
+
+
+def test_a_lost_state_is_rebuilt_once_with_the_archives(free_api, out):
+    written, _ = two_days(S04, free_api, out)
+    (out / "history" / ".state.json").unlink()
+    CLOCK.tick(600)
+    free_api.advance(300)
+    assert collect(S04, free_api, out).returncode == 0
+    log = (out / "collection.log").read_text()
+    assert log.count("rebuilding it from") == 1
+    assert export(out).startswith(written) and check_history(out, 30).ok
