@@ -3,17 +3,18 @@
 The logic lives in the `mcap` package; this module names what scripts may call.
 """
 
+import os
 import signal
-import sys
 
 
 def _stop_early(signum: int, frame: object) -> None:
-    # A signal during start-up (imports take a moment) ends the run quietly with the
-    # contract's code; the runner installs its own handlers before any work starts.
-    sys.exit(128 + signum)
+    # Until the runner installs its own handlers, a signal ends the process at once with
+    # the contract's code: nothing has been written yet, and an exception raised during an
+    # import could land in a callback where Python prints it and carries on.
+    os._exit(128 + signum)
 
 
-for _signum in (signal.SIGTERM, signal.SIGINT):
+for _signum in (signal.SIGTERM, signal.SIGINT):  # first, before the slower imports below
     signal.signal(_signum, _stop_early)
 
 from mcap.context import RunContext

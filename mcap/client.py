@@ -31,6 +31,7 @@ from .ledger import RequestLedger
 from .redact import redact
 from .retry import RetryPolicy, TransientError, build_retrying, parse_retry_after
 from .settings import Config
+from .signals import GUARD
 
 log = logging.getLogger(__name__)
 
@@ -252,6 +253,7 @@ class ApiClient:
         self._last_attempt = time.monotonic()
 
     def _attempt(self, path: str, params: dict[str, str]) -> Any:
+        GUARD.checkpoint()
         self.last_body = None
         self._pace()
         self.deadline.check(f"about to GET {path}")

@@ -58,7 +58,7 @@ def ensure_subdir(path: Path) -> Path:
             hint="move it away; the collector recreates the directory",
         )
     try:
-        path.mkdir(exist_ok=True)
+        path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise WriteError(f"cannot create directory {path}: {exc.strerror}") from exc
     return path

@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+from .errors import Interrupted
 from .fsio import FILE_MODE, write_all
 from .redact import redact
 
@@ -60,6 +61,8 @@ class SharedLogHandler(logging.Handler):
                     os.close(fd)
             finally:
                 os.close(lock_fd)
+        except Interrupted:
+            raise  # a signal, not a logging problem
         except Exception as exc:  # noqa: BLE001 - logging must never kill a run
             # The runner reports the first failure once, on stderr.
             reason = getattr(exc, "strerror", None) or str(exc)

@@ -403,6 +403,7 @@ def publish(
     Raises:
         WriteError: not enough free space (checked first), or the disk refused a write.
     """
+    GUARD.checkpoint()
     check_free_space(next(iter(bodies)).parent, sum(map(len, bodies.values())) + extra_bytes)
     temps: dict[Path, Path] = {}
     try:
@@ -444,6 +445,8 @@ def best_effort(
         return
     try:
         step()
+    except Interrupted:
+        raise  # a signal ends the run: 130/143, or ok when the snapshot is already committed
     except Exception as exc:  # noqa: BLE001 - a warning; the next run retries
         ctx.warn(f"{doing} failed{' ' + when if when else ''}: {exc}")
         if not isinstance(exc, CollectorError | OSError):

@@ -31,6 +31,10 @@ def keep_rejected(out_dir: Path, endpoint: str, body: bytes) -> Path | None:
     try:
         folder = ensure_subdir(out_dir / REJECTED_DIR)
         target = folder / f"{compact_id(utc_iso())}-{name}.json"
+        for extra in range(2, 100):  # two refusals within one second keep both payloads
+            if not target.exists():
+                break
+            target = folder / f"{compact_id(utc_iso())}-{name}-{extra}.json"
         check_free_space(folder, len(body))
         atomic_write_bytes(target, body)
         for old in sorted(folder.glob("*.json"))[:-REJECTED_KEEP]:

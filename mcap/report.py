@@ -13,6 +13,7 @@ from .context import STATS_NAME, RunContext
 from .errors import ExitCode, HistoryCheckFailed, LocalStateError
 from .formats import safe_text_cell
 from .history import HistoryStore, TimeRange, check_history, export_lines, find_gaps
+from .history.files import read_manifest
 from .history.query import run_query
 from .jsonio import loads_object
 from .ledger import RequestLedger, empty_ledger, log_budget_plan
@@ -149,7 +150,8 @@ def show_status(ctx: RunContext) -> int:
     except OSError:
         stats = None
     store = HistoryStore(out)
-    entries = store.snapshot_entries() if store.dir.is_dir() else []
+    state = store.read_state() if store.dir.is_dir() else None
+    entries = store.snapshot_entries(state) if state else []
     timestamps = [e["ts"] for e in entries]
     try:
         ledger = RequestLedger(out).load(at)
@@ -170,6 +172,8 @@ def show_status(ctx: RunContext) -> int:
         problems.append("no run recorded yet")
     _status_of_snapshots(ctx, entries, at, problems)
     _status_of_last_day(ctx, timestamps, at)
+    if state:
+        _status_of_archive(ctx, store, state, at, problems)
     _status_of_budget(ctx, ledger, problems)
     history_bytes = store.total_bytes() if store.dir.is_dir() else 0
     free = shutil.disk_usage(out).free
@@ -206,7 +210,8 @@ def _status_of_snapshots(
 def _status_of_last_day(ctx: RunContext, timestamps: list[str], at: float) -> None:
     """Missed slots of the last 24 h, by the same gap rule as gaps.jsonl and the checker."""
     every = ctx.config.every_min
-    since = at - DAY_S
+    # The window starts 24 h ago, or at the first snapshot when collection began later.
+    since = max(at - DAY_S, parse_iso(timestamps[0])) if timestamps else at - DAY_S
     recent = [t for t in timestamps if since <= parse_iso(t) <= at]
     gaps = find_gaps([utc_iso(since), *recent, utc_iso(at)], every)
     missing = sum(gap.missing_slots for gap in gaps)
@@ -217,6 +222,27 @@ def _status_of_last_day(ctx: RunContext, timestamps: list[str], at: float) -> No
     )
     for gap in inner[-10:]:
         ctx.say(f"  gap {gap.start} → {gap.end}: {gap.missing_slots} missed slot(s)")
+
+
+def _status_of_archive(
+    ctx: RunContext, store: HistoryStore, state: dict[str, Any], at: float, problems: list[str]
+) -> None:
+    """Archived days, and whether closed days wait too long in the plain file."""
+    days = sorted(read_manifest(store.files))
+    waiting = store.plain_first_day(state)
+    ctx.say(
+        f"Archive: {len(days)} day(s) in Parquet"
+        + (f" ({days[0]} … {days[-1]})" if days else "")
+        + (f"; plain file from {waiting}" if waiting else "; plain file empty")
+        + (
+            f"; {len(store.files.legacy_archives())} legacy archive(s) to convert"
+            if store.files.legacy_archives()
+            else ""
+        )
+    )
+    yesterday = utc_iso(at - DAY_S)[:10]
+    if waiting and waiting < yesterday:
+        problems.append(f"archiving is behind: the plain file still starts at {waiting}")
 
 
 def _status_of_budget(ctx: RunContext, ledger: dict[str, Any], problems: list[str]) -> None:

@@ -62,6 +62,7 @@ def run_main(
             else:
                 with run_lock(ctx):
                     code = pipeline(ctx)
+            GUARD.checkpoint()  # a signal whose exception was swallowed on its way
         finally:
             GUARD.finishing()  # from here on a signal is only noted: the outcome is decided
     except Exception as exc:  # noqa: BLE001 - the one place that maps failures to exit codes

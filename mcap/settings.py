@@ -241,7 +241,8 @@ class OneLineErrorParser(argparse.ArgumentParser):
     """Bad command lines get one clear stderr line and exit 2 (CONTRACT: one line per failure)."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+        # The same prefix as every other error line: the script's name without ".py".
+        self.exit(2, f"{self.prog.removesuffix('.py')}: error: {message} (see --help)\n")
 
 
 def build_parser(profile: ScriptProfile) -> argparse.ArgumentParser:

@@ -304,3 +304,56 @@ def test_a_lost_state_is_rebuilt_once_with_the_archives(free_api, out):
     log = (out / "collection.log").read_text()
     assert log.count("rebuilding it from") == 1
     assert export(out).startswith(written) and check_history(out, 30).ok
+
+
+def test_the_docs_sql_runs_on_archives_and_the_plain_tail(free_api, out):
+    import re
+
+    import duckdb
+
+    two_days(S04, free_api, out)
+    text = (ROOT / "docs" / "queries.md").read_text()
+    statements = [
+        statement.strip()
+        for block in re.findall(r"```sql\n(.*?)```", text, re.DOTALL)
+        for statement in block.split(";\n")
+        if statement.strip() and not statement.strip().startswith("--") or "SELECT" in statement
+    ]
+    con = duckdb.connect()
+    con.execute(f"SET file_search_path = '{out}'")
+    results = [con.execute(statement).fetchall() for statement in statements]
+    assert len(statements) >= 5 and all(isinstance(r, list) for r in results)
+    coin = next(r for s, r in zip(statements, results, strict=True) if "btc-bitcoin" in s)
+    assert len(coin) == 4  # two archived snapshots and two plain ones
+
+
+def test_a_monthly_compaction_interrupted_by_an_older_version_is_finished(tmp_path, clock_at):
+    store = HistoryStore(tmp_path)
+    written = _history_over_days(store, ["2026-06-29", "2026-06-30"], ODD_COINS)
+    written += _commit(store, "2026-07-01T06:00:00Z", ODD_COINS)
+    # An older version wrote June's .jsonl.gz and was killed before cutting the plain file.
+    history = tmp_path / "history"
+    june = written[: written.index(b'{"ts":"2026-07')]
+    (history / "market_cap_history-2026-06.jsonl.gz").write_bytes(gzip.compress(june))
+    state = json.loads((history / ".state.json").read_bytes())
+    state["pending_compaction"] = ["2026-06"]
+    (history / ".state.json").write_text(json.dumps(state))
+    clock_at("2026-07-01T12:00:00Z")
+    assert store.archive_closed_days() == ["2026-06-29", "2026-06-30"]
+    assert plain(tmp_path) == written[len(june) :]
+    assert not (history / "market_cap_history-2026-06.jsonl.gz").exists()
+    assert export(tmp_path) == written and check_history(tmp_path, 30).ok
+
+
+def test_status_shows_the_archive_and_flags_a_backlog(free_api, out, tmp_path):
+    written, day = two_days(S04, free_api, out)
+    status = run_script(S04, "--out-dir", str(out), "--status")
+    assert f"Archive: 1 day(s) in Parquet ({day} … {day})" in status.stdout
+    assert "archiving is behind" not in status.stdout
+    behind = tmp_path / "behind"
+    behind.mkdir()
+    _history_over_days(HistoryStore(behind), ["2026-08-01"], ODD_COINS)
+    at(parse_iso("2026-08-05T00:00:00Z"))
+    status = run_script(S04, "--out-dir", str(behind), "--status")
+    assert status.returncode == 1
+    assert "archiving is behind: the plain file still starts at 2026-08-01" in status.stdout

@@ -30,6 +30,7 @@ from ..clock import utc_iso
 from ..errors import HistoryDamaged, WriteError
 from ..fsio import FILE_MODE, append_durably, commit_temp, crash_point, fsync_dir
 from ..jsonio import dumps
+from ..signals import GUARD
 from .columnar import read_lines, write_day, write_empty
 from .files import HistoryFiles, lines_with_offsets, read_manifest, size_of
 from .state import save_state
@@ -76,6 +77,7 @@ def archive_closed_days(
     done: list[str] = []
     archived = read_manifest(files)
     for source in _closed_days(files, state, today, archived):
+        GUARD.checkpoint()
         elapsed = time.monotonic() - started
         if done and elapsed + 0.3 + source.rows * SECONDS_PER_ROW > budget_s:
             log.info("archive: %s waits for the next run (time budget)", source.day)

@@ -181,7 +181,8 @@ class HistoryStore:
             state = self.read_state()
             self.repair(state)
             ensure_archive_dir(self.files)
-            if not self.files.legacy_archives() and not _has_closed_day(self.files, state, today):
+            first = self.plain_first_day(state)
+            if not self.files.legacy_archives() and (first is None or first >= today):
                 return []
             expected = {e["ts"]: int(e["coin_count"]) for e in self.snapshot_entries(state)}
             kwargs = {} if budget_s is None else {"budget_s": budget_s}
@@ -201,21 +202,20 @@ class HistoryStore:
             entries.append(entry)
         return entries
 
+    def plain_first_day(self, state: dict[str, Any]) -> str | None:
+        """The day of the first row still waiting in the plain file (None when empty)."""
+        if state["archived_bytes"] >= state["history_size"]:
+            return None
+        with open(self.files.rows, "rb") as handle:
+            handle.seek(state["archived_bytes"])
+            head = handle.read(17)
+        return head[7:17].decode("ascii", "replace")
+
     def total_bytes(self) -> int:
-        """Bytes of every file in history/ (archives, rows, cut-offs, state)."""
+        """Bytes of every file under history/ (Parquet archives, rows, cut-offs, state)."""
         if not self.dir.is_dir():
             return 0
-        return sum(p.stat().st_size for p in self.dir.iterdir() if p.is_file())
-
-
-def _has_closed_day(files: HistoryFiles, state: dict[str, Any], today: str) -> bool:
-    """Whether the first unarchived plain row is from before today (one short read)."""
-    if state["archived_bytes"] >= state["history_size"]:
-        return False
-    with open(files.rows, "rb") as handle:
-        handle.seek(state["archived_bytes"])
-        head = handle.read(17)
-    return head[7:17].decode("ascii", "replace") < today
+        return sum(p.stat().st_size for p in self.dir.rglob("*") if p.is_file())
 
 
 def _append(path: Path, data: bytes, crash_name: str) -> None:
