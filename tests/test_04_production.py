@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -9,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -207,23 +209,21 @@ def test_shrink_to_300_is_rejected_and_old_snapshot_kept(api, out):
     assert list((out / "rejected").iterdir())
 
 
-def _tmpfs(path: Path, size: str) -> bool:
+@contextlib.contextmanager
+def tmpfs(path: Path, size: str, why: str) -> Iterator[Path]:
+    """A small tmpfs mounted at path for the block (skips the test without root)."""
     path.mkdir(parents=True, exist_ok=True)
-    if shutil.which("mount") is None or os.geteuid() != 0:
-        return False
-    return (
-        subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True
-        ).returncode
-        == 0
-    )
+    mount = ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)]
+    if os.geteuid() != 0 or subprocess.run(mount, capture_output=True).returncode != 0:
+        pytest.skip(f"needs root and tmpfs to simulate {why}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", str(path)], check=False)
 
 
 def test_full_disk_exits_74_and_keeps_old_files(api, tmp_path):
-    mount = tmp_path / "small"
-    if not _tmpfs(mount, "64m"):
-        pytest.skip("needs root and tmpfs to simulate a full disk")
-    try:
+    with tmpfs(tmp_path / "small", "64m", "a full disk") as mount:
         out = mount / "data"
         assert collect(api, out).returncode == 0
         before = tree_digest(out)
@@ -246,15 +246,10 @@ def test_full_disk_exits_74_and_keeps_old_files(api, tmp_path):
         next_second()
         assert collect(api, out).returncode == 0
         assert_history_ok(out)
-    finally:
-        subprocess.run(["umount", str(mount)], check=False)
 
 
 def test_read_only_output_exits_74_without_requests(api, tmp_path):
-    mount = tmp_path / "ro"
-    if not _tmpfs(mount, "40m"):
-        pytest.skip("needs root and tmpfs to simulate a read-only filesystem")
-    try:
+    with tmpfs(tmp_path / "ro", "40m", "a read-only filesystem") as mount:
         out = mount / "data"
         assert collect(api, out).returncode == 0
         before = tree_digest(out)
@@ -266,8 +261,6 @@ def test_read_only_output_exits_74_without_requests(api, tmp_path):
         assert api.count() == 0
         assert len(result.stderr.strip().splitlines()) == 1
         assert tree_digest(out) == before
-    finally:
-        subprocess.run(["umount", str(mount)], check=False)
 
 
 def test_concurrent_history_commits_are_serialised(tmp_path):

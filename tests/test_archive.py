@@ -263,14 +263,22 @@ def test_a_long_plain_file_is_drained_without_rewriting_it_each_day(
     assert export(tmp_path) == written and check_history(tmp_path, 30).ok
 
 
+def _older_version_month(out: Path, month: str, next_month: str) -> tuple:
+    """Two last days of `month` and a first one of `next_month`, and `month` in a .jsonl.gz
+    as an older version wrote it: (store, every line written, the month's lines)."""
+    store = HistoryStore(out)
+    written = _history_over_days(store, [f"{month}-29", f"{month}-30"], ODD_COINS)
+    written += _commit(store, f"{next_month}-01T06:00:00Z", ODD_COINS)
+    lines = written[: written.index(f'{{"ts":"{next_month}'.encode())]
+    legacy = out / "history" / f"market_cap_history-{month}.jsonl.gz"
+    legacy.write_bytes(gzip.compress(lines))
+    return store, written, lines
+
+
 def test_legacy_monthly_gzip_archives_are_converted_once_and_verified(tmp_path, clock_at):
-    store = HistoryStore(tmp_path)
-    written = _history_over_days(store, ["2026-04-29", "2026-04-30"], ODD_COINS)
-    written += _commit(store, "2026-05-01T06:00:00Z", ODD_COINS)
+    store, written, april = _older_version_month(tmp_path, "2026-04", "2026-05")
     # What an older version left: April moved to a gzip archive, the plain file cut.
     history = tmp_path / "history"
-    april = written[: written.index(b'{"ts":"2026-05')]
-    (history / "market_cap_history-2026-04.jsonl.gz").write_bytes(gzip.compress(april))
     (history / "market_cap_history.jsonl").write_bytes(written[len(april) :])
     state = json.loads((history / ".state.json").read_bytes())
     state["history_size"] -= len(april)
@@ -328,13 +336,9 @@ def test_the_docs_sql_runs_on_archives_and_the_plain_tail(free_api, out):
 
 
 def test_a_monthly_compaction_interrupted_by_an_older_version_is_finished(tmp_path, clock_at):
-    store = HistoryStore(tmp_path)
-    written = _history_over_days(store, ["2026-06-29", "2026-06-30"], ODD_COINS)
-    written += _commit(store, "2026-07-01T06:00:00Z", ODD_COINS)
     # An older version wrote June's .jsonl.gz and was killed before cutting the plain file.
+    store, written, june = _older_version_month(tmp_path, "2026-06", "2026-07")
     history = tmp_path / "history"
-    june = written[: written.index(b'{"ts":"2026-07')]
-    (history / "market_cap_history-2026-06.jsonl.gz").write_bytes(gzip.compress(june))
     state = json.loads((history / ".state.json").read_bytes())
     state["pending_compaction"] = ["2026-06"]
     (history / ".state.json").write_text(json.dumps(state))
