@@ -23,6 +23,11 @@ API_KEY = "sk-test-9f8e7d6c5b4a-SECRET"
 PAID_ENV = {"COINPAPRIKA_API_KEY": API_KEY}
 
 
+def pytest_collection_modifyitems(items: list) -> None:
+    """Long tests first, so that with several workers none of them starts last."""
+    items.sort(key=lambda item: item.get_closest_marker("long") is None)
+
+
 class VirtualClock:
     """The scripts' clock for one test: `tick()` moves it on instead of sleeping.
 
@@ -41,8 +46,10 @@ CLOCK = VirtualClock()
 
 @pytest.fixture(autouse=True)
 def _fresh_clock() -> Iterator[None]:
+    # Reset after the test too: a module fixture of the next test may run before this one.
     CLOCK.offset = 0.0
     yield
+    CLOCK.offset = 0.0
 
 
 def next_second() -> None:
@@ -197,9 +204,22 @@ def free_server() -> Iterator[FakeCoinPaprika]:
         yield server
 
 
+@pytest.fixture(scope="session")
+def small_server() -> Iterator[FakeCoinPaprika]:
+    with FakeCoinPaprika(n_tickers=400, n_coins=500, plan="free") as server:
+        yield server
+
+
+@pytest.fixture
+def small_api(small_server: FakeCoinPaprika) -> Iterator[FakeCoinPaprika]:
+    """A 400-coin fake for rules that need many runs but not many coins (archiving)."""
+    yield _reset(small_server)
+    small_server.clear_faults()
+
+
 def _reset(server: FakeCoinPaprika) -> FakeCoinPaprika:
     server.clear_faults()
-    server.set_ticker_count(N_TICKERS)
+    server.set_ticker_count(len(server._pool))  # every ticker the fake generated
     server.advance(300)  # every test starts from fresh data, unlike the previous test's
     server.reset_requests()
     return server

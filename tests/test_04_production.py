@@ -126,6 +126,7 @@ def test_kill_during_commit_then_next_run_recovers(api, out, point):
     assert not list(out.rglob("*.tmp"))
 
 
+@pytest.mark.long
 def test_kill_at_random_moments_never_breaks_files(api, out):
     assert collect(api, out).returncode == 0
     for delay in (0.3, 0.6, 0.9, 1.2):
@@ -315,6 +316,7 @@ def test_status_and_check_history(api, out):
 SOAK_RETRIES = ["--retries", "1", "--timeout", "10"]
 
 
+@pytest.mark.long
 def test_soak_with_random_faults_and_kills(free_api, out):
     """Many runs with random kills, storms, hangs and bad payloads: the history stays exact."""
     import random

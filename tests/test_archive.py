@@ -68,29 +68,29 @@ def two_days(script: str, api, out: Path) -> tuple[bytes, str]:
 
 
 @pytest.mark.parametrize("script", [S02, S03, S04])
-def test_the_collectors_archive_a_closed_day_exactly_once_and_exactly(free_api, out, script):
-    written, day = two_days(script, free_api, out)
+def test_the_collectors_archive_a_closed_day_exactly_once_and_exactly(small_api, out, script):
+    written, day = two_days(script, small_api, out)
     archive = out / "history" / "archive" / f"{day}.parquet"
     assert archive.is_file()
     manifest = read_jsonl(out / "history" / "archive" / "manifest.jsonl")
     assert [e["day"] for e in manifest] == [day]
-    assert manifest[0]["rows"] == 2 * free_api.served and manifest[0]["snapshots"] == 2
+    assert manifest[0]["rows"] == 2 * small_api.served and manifest[0]["snapshots"] == 2
     # The plain file keeps only the new day; every row is somewhere exactly once.
     assert all(json.loads(line)["ts"] > day for line in plain(out).splitlines())
     assert export(out) == written
     report = check_history(out, 30)
     assert report.ok, report.problems
-    assert report.rows == 4 * free_api.served and report.snapshots == 4
+    assert report.rows == 4 * small_api.served and report.snapshots == 4
     stats = json.loads((out / "latest_stats.json").read_bytes())
     assert stats["archived_days"] == [] and stats["status"] == "ok"  # archived one run earlier
 
 
-def test_export_history_prints_a_range_exactly_for_jq(free_api, out):
-    written, day = two_days(S04, free_api, out)
+def test_export_history_prints_a_range_exactly_for_jq(small_api, out):
+    written, day = two_days(S04, small_api, out)
     result = run_script(S04, "--out-dir", str(out), "--export-history", day)
     assert result.returncode == 0, result.stderr
     lines = written.splitlines(keepends=True)
-    assert result.stdout.encode() == b"".join(lines[: 2 * free_api.served])
+    assert result.stdout.encode() == b"".join(lines[: 2 * small_api.served])
     piped = subprocess.run(
         f"{sys.executable} {ROOT / S04} --out-dir {out} --export-history 2000-01-01 2999-01-01"
         " | head -1",
@@ -162,39 +162,39 @@ def clock_at(monkeypatch):
 @pytest.mark.parametrize(
     "point", ["archive.before_rename", "archive.before_manifest", "archive.before_cut"]
 )
-def test_a_kill_while_archiving_loses_nothing(free_api, out, point):
+def test_a_kill_while_archiving_loses_nothing(small_api, out, point):
     midnight = next_midnight()
     at(midnight - 900)
     for _ in range(2):
-        free_api.advance(300)
-        assert collect(S04, free_api, out).returncode == 0
+        small_api.advance(300)
+        assert collect(S04, small_api, out).returncode == 0
         CLOCK.tick(300)
     at(midnight + 300)
-    free_api.advance(300)
-    killed = collect(S04, free_api, out, env={"COLLECTOR_CRASH_AT": point})
+    small_api.advance(300)
+    killed = collect(S04, small_api, out, env={"COLLECTOR_CRASH_AT": point})
     assert killed.returncode == -signal.SIGKILL
     written = export(out)  # the killed run committed its snapshot before archiving
     assert check_history(out, 30).ok
     CLOCK.tick(600)
-    free_api.advance(300)
-    assert collect(S04, free_api, out).returncode == 0
+    small_api.advance(300)
+    assert collect(S04, small_api, out).returncode == 0
     report = check_history(out, 30)
     assert report.ok, report.problems
-    assert report.rows == 4 * free_api.served
+    assert report.rows == 4 * small_api.served
     assert export(out).startswith(written)
     assert len(read_jsonl(out / "history" / "archive" / "manifest.jsonl")) == 1
     assert not [p for p in (out / "history").rglob("*.tmp")]
 
 
-def test_the_query_recipe_works_on_a_fresh_install_and_across_archives(free_api, out):
-    free_api.advance(300)
-    assert collect(S04, free_api, out).returncode == 0  # nothing archived yet
+def test_the_query_recipe_works_on_a_fresh_install_and_across_archives(small_api, out):
+    small_api.advance(300)
+    assert collect(S04, small_api, out).returncode == 0  # nothing archived yet
     one = run_script(
         S04, "--out-dir", str(out), "--query",
         "SELECT count(*) AS n FROM history WHERE id = 'btc-bitcoin'",
     )  # fmt: skip
     assert one.returncode == 0 and one.stdout == "n\n1\n", one.stderr
-    written, day = two_days(S04, free_api, out)
+    written, day = two_days(S04, small_api, out)
     rows = [json.loads(line) for line in (b"".join([written])).splitlines()]
     btc = [(r["ts"], r["market_cap_usd"]) for r in rows if r["id"] == "btc-bitcoin"]
     names, got = run_query(
@@ -215,7 +215,7 @@ def test_the_query_recipe_works_on_a_fresh_install_and_across_archives(free_api,
     assert totals == [(5, 5)]
     # No day is counted twice, even while the plain file still holds an archived day.
     _, count = run_query(out, "SELECT count(*) FROM history")
-    assert count == [(5 * free_api.served,)]
+    assert count == [(5 * small_api.served,)]
 
 
 def test_docs_show_the_recipe_the_code_runs():
@@ -293,8 +293,8 @@ def test_legacy_monthly_gzip_archives_are_converted_once_and_verified(tmp_path, 
     assert export(tmp_path) == written and check_history(tmp_path, 30).ok
 
 
-def test_a_flipped_byte_in_an_archive_is_found(free_api, out):
-    two_days(S04, free_api, out)
+def test_a_flipped_byte_in_an_archive_is_found(small_api, out):
+    two_days(S04, small_api, out)
     archive = next((out / "history" / "archive").glob("2*.parquet"))
     data = bytearray(archive.read_bytes())
     data[len(data) // 2] ^= 0x01
@@ -303,23 +303,23 @@ def test_a_flipped_byte_in_an_archive_is_found(free_api, out):
     assert result.returncode == 65 and "SHA-256" in result.stdout
 
 
-def test_a_lost_state_is_rebuilt_once_with_the_archives(free_api, out):
-    written, _ = two_days(S04, free_api, out)
+def test_a_lost_state_is_rebuilt_once_with_the_archives(small_api, out):
+    written, _ = two_days(S04, small_api, out)
     (out / "history" / ".state.json").unlink()
     CLOCK.tick(600)
-    free_api.advance(300)
-    assert collect(S04, free_api, out).returncode == 0
+    small_api.advance(300)
+    assert collect(S04, small_api, out).returncode == 0
     log = (out / "collection.log").read_text()
     assert log.count("rebuilding it from") == 1
     assert export(out).startswith(written) and check_history(out, 30).ok
 
 
-def test_the_docs_sql_runs_on_archives_and_the_plain_tail(free_api, out):
+def test_the_docs_sql_runs_on_archives_and_the_plain_tail(small_api, out):
     import re
 
     import duckdb
 
-    two_days(S04, free_api, out)
+    two_days(S04, small_api, out)
     text = (ROOT / "docs" / "queries.md").read_text()
     statements = [
         statement.strip()
@@ -349,8 +349,8 @@ def test_a_monthly_compaction_interrupted_by_an_older_version_is_finished(tmp_pa
     assert export(tmp_path) == written and check_history(tmp_path, 30).ok
 
 
-def test_status_shows_the_archive_and_flags_a_backlog(free_api, out, tmp_path):
-    written, day = two_days(S04, free_api, out)
+def test_status_shows_the_archive_and_flags_a_backlog(small_api, out, tmp_path):
+    written, day = two_days(S04, small_api, out)
     status = run_script(S04, "--out-dir", str(out), "--status")
     assert f"Archive: 1 day(s) in Parquet ({day} … {day})" in status.stdout
     assert "archiving is behind" not in status.stdout

@@ -288,6 +288,7 @@ def wait_for_our_handlers(pid: int) -> None:
         time.sleep(0.001)
 
 
+@pytest.mark.long
 def test_signals_at_random_moments_never_give_1_or_a_traceback(api, out):
     import random
 
@@ -510,6 +511,7 @@ def _peak_rss_mb(args: list[str], env: dict) -> tuple[int, float, str]:
     return int(code), float(rss), done.stderr
 
 
+@pytest.mark.long
 @pytest.mark.parametrize(("kind", "opts"), [("huge", {"mb": 200}), ("gzip_bomb", {"mb": 1000})])
 def test_oversized_bodies_end_with_65_in_bounded_memory(api, out, kind, opts):
     api.add_fault("/tickers", kind, **opts)
@@ -636,6 +638,7 @@ def test_interactive_defaults_end_a_hanging_run_within_two_minutes():
         assert parse_config(load_script(script).PROFILE, [], {}).deadline_s == 1200
 
 
+@pytest.mark.long
 def test_a_hanging_api_ends_02_with_69_showing_each_wait(api, out):
     api.add_fault("/tickers", "hang", times=-1, seconds=60)
     result = run(S02, api, out, "--timeout", "1", "--deadline", "8")
