@@ -6,6 +6,7 @@ import csv
 import os
 import shutil
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from .clock import now, parse_iso, utc_iso
@@ -289,28 +290,30 @@ def export_history(ctx: RunContext) -> int:
     """04 --export-history: the committed lines of a time range on stdout, as committed."""
     span = TimeRange.parse(*ctx.config.export_range)
     out = getattr(sys.stdout, "buffer", None)
-    try:
+
+    def write() -> None:
         for line in export_lines(HistoryStore(ctx.config.out_dir), span):
             if out is not None:
                 out.write(line)
             else:  # a text stream (tests): history lines are ASCII JSON
                 sys.stdout.write(line.decode("utf-8", "surrogateescape"))
-        sys.stdout.flush()
-    except BrokenPipeError:  # `… | head`: the reader has all it wanted
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    return ExitCode.OK
+
+    return _to_stdout(write)
 
 
 def query_history(ctx: RunContext) -> int:
     """04 --query: DuckDB SQL over the `history` and `totals` views, printed as CSV."""
     names, rows = run_query(ctx.config.out_dir, str(ctx.config.query), ctx.config.quotes)
     writer = csv.writer(sys.stdout, lineterminator="\n")
+    return _to_stdout(lambda: (writer.writerow(names), writer.writerows(rows)))
+
+
+def _to_stdout(write: Callable[[], object]) -> int:
+    """Run a writer of stdout; a reader that stops early (`… | head`) is not an error."""
     try:
-        writer.writerow(names)
-        writer.writerows(rows)
+        write()
         sys.stdout.flush()
-    except BrokenPipeError:  # `… | head`
+    except BrokenPipeError:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
     return ExitCode.OK

@@ -17,6 +17,7 @@ Legacy monthly `.jsonl.gz` archives are converted the same way, day by day, then
 from __future__ import annotations
 
 import gzip
+import hashlib
 import logging
 import os
 import time
@@ -279,8 +280,6 @@ def _chunks(path: Path) -> Iterator[bytes]:
 
 
 def _sha256_of(blocks: Iterator[bytes]) -> str:
-    import hashlib
-
     sha = hashlib.sha256()
     for block in blocks:
         sha.update(block)
