@@ -31,6 +31,7 @@ LAYERS = (
     "history.state",
     "history.repair",
     "history.columnar",
+    "history.legacy",
     "history.archive",
     "history.store",
     "history.gaps",

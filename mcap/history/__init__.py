@@ -1,6 +1,6 @@
 """The history: committed snapshots, their repair, archives, gaps and the checker.
 
-Layers, bottom to top: files → state → repair → columnar → archive → store → gaps → check
+Layers, bottom to top: files → state → repair → columnar → legacy → archive → store → gaps → check
 → export.
 """
 

@@ -16,24 +16,22 @@ Legacy monthly `.jsonl.gz` archives are converted the same way, day by day, then
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import logging
 import os
 import time
-import zlib
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from ..clock import utc_iso
 from ..errors import HistoryDamaged, WriteError
-from ..fsio import FILE_MODE, append_durably, commit_temp, crash_point, fsync_dir
+from ..fsio import FILE_MODE, append_durably, commit_temp, crash_point
 from ..jsonio import dumps
 from ..signals import GUARD
 from .columnar import read_lines, write_day, write_empty
 from .files import HistoryFiles, lines_with_offsets, read_manifest, size_of
+from .legacy import DaySource, day_of, drop_converted_legacy, legacy_days
 from .state import save_state
 
 log = logging.getLogger(__name__)
@@ -41,17 +39,6 @@ log = logging.getLogger(__name__)
 ARCHIVE_BUDGET_S = 25.0  # no run spends longer starting new days (CONTRACT: ≤ 30 s)
 SECONDS_PER_ROW = 15e-6  # measured: convert + verify ≈ 8 s for a paid day (576k rows)
 CUT_NOW_BYTES = 512 * 1024 * 1024  # copy at most this much to drop an archived prefix
-
-
-@dataclass
-class DaySource:
-    """One closed day's committed lines, wherever they are."""
-
-    day: str
-    origin: str  # "plain" or a legacy archive's file name
-    lines: Callable[[], Iterator[bytes]]
-    rows: int
-    end: int = 0  # plain only: offset just after the day's last line
 
 
 def ensure_archive_dir(files: HistoryFiles) -> None:
@@ -89,7 +76,7 @@ def archive_closed_days(
         if source.origin == "plain":
             state["archived_bytes"] = source.end
             save_state(files, state)
-    _drop_converted_legacy(files, archived)
+    drop_converted_legacy(files, archived)
     if state["archived_bytes"] and (
         state["history_size"] - state["archived_bytes"] <= CUT_NOW_BYTES
     ):
@@ -101,7 +88,7 @@ def _closed_days(
     files: HistoryFiles, state: dict[str, Any], today: str, archived: dict[str, Any]
 ) -> Iterator[DaySource]:
     for legacy in files.legacy_archives():
-        yield from _legacy_days(files, legacy, archived)
+        yield from legacy_days(files, legacy, archived)
     yield from _plain_days(files, state, today)
 
 
@@ -111,7 +98,7 @@ def _plain_days(files: HistoryFiles, state: dict[str, Any], today: str) -> Itera
     for offset_end, line in lines_with_offsets(files.rows, limit=state["history_size"]):
         if offset_end <= start:
             continue
-        line_day = _day_of(line)
+        line_day = day_of(line)
         if line_day != day:
             if day is not None:
                 yield _plain_source(files, day, start, end, rows)
@@ -133,93 +120,6 @@ def _plain_source(files: HistoryFiles, day: str, start: int, end: int, rows: int
                 yield handle.readline()
 
     return DaySource(day, "plain", lines, rows, end)
-
-
-def _legacy_days(files: HistoryFiles, path: Path, archived: dict[str, Any]) -> Iterator[DaySource]:
-    """The days of a legacy monthly gzip archive not yet archived, one pass over the file.
-
-    Each such day is spooled to a temp file beside the history, then offered; blocks of
-    days already archived are skipped without splitting them into lines.
-    """
-    spool: Path | None = None
-    out = None
-    day, rows = None, 0
-    try:
-        for block_day, lines in _gz_day_runs(path, archived):
-            if block_day != day:
-                if out is not None:
-                    out.close()
-                    yield _spooled(path, day, spool, rows)
-                day, rows = block_day, 0
-                spool = files.dir / f".legacy-{block_day}.jsonl.tmp"
-                out = open(spool, "wb")
-            out.writelines(lines)
-            rows += len(lines)
-        if out is not None:
-            out.close()
-            yield _spooled(path, day, spool, rows)
-    finally:
-        if out is not None:
-            out.close()
-        for leftover in files.dir.glob(".legacy-*.jsonl.tmp"):
-            leftover.unlink(missing_ok=True)
-
-
-def _spooled(path: Path, day: str | None, spool: Path | None, rows: int) -> DaySource:
-    def lines() -> Iterator[bytes]:
-        with open(spool, "rb") as handle:  # type: ignore[arg-type]
-            yield from handle
-
-    return DaySource(str(day), path.name, lines, rows)
-
-
-def _gz_day_runs(path: Path, archived: dict[str, Any]) -> Iterator[tuple[str, list[bytes]]]:
-    """(day, lines) runs of a gzip archive, leaving out days already archived."""
-    pending = b""
-    try:
-        with gzip.open(path, "rb") as handle:
-            while block := handle.read(4 << 20):
-                block, pending = _whole_lines(pending + block)
-                if not block:
-                    continue
-                first, last = _day_of(block), _day_of(block[block.rfind(b"\n", 0, -1) + 1 :])
-                if first == last and first in archived:
-                    continue  # a block inside an archived day: no need to split it
-                run_day, run = None, []
-                for line in block.splitlines(keepends=True):
-                    line_day = _day_of(line)
-                    if line_day != run_day and run:
-                        if run_day not in archived:
-                            yield run_day, run  # type: ignore[misc]
-                        run = []
-                    run_day = line_day
-                    run.append(line)
-                if run and run_day not in archived:
-                    yield run_day, run  # type: ignore[misc]
-    except (OSError, EOFError, zlib.error) as exc:
-        raise HistoryDamaged(f"legacy archive {path.name} is damaged: {exc}") from exc
-
-
-def legacy_lines(path: Path, archived: set[str] | dict[str, Any]) -> Iterator[bytes]:
-    """The lines of a legacy monthly archive whose day is not yet converted."""
-    try:
-        with gzip.open(path, "rb") as handle:
-            for line in handle:
-                if line[7:17].decode("ascii", "replace") not in archived:
-                    yield line
-    except (OSError, EOFError, zlib.error) as exc:
-        raise HistoryDamaged(f"legacy archive {path.name} is damaged: {exc}") from exc
-
-
-def _whole_lines(data: bytes) -> tuple[bytes, bytes]:
-    cut = data.rfind(b"\n") + 1
-    return data[:cut], data[cut:]
-
-
-def _day_of(line: bytes) -> str:
-    if not line.startswith(b'{"ts":"') or len(line) < 17:
-        raise HistoryDamaged("a committed history line does not start with its ts")
-    return line[7:17].decode("ascii", "replace")
 
 
 def _archive_day(files: HistoryFiles, source: DaySource, expected: dict[str, int]) -> dict:
@@ -290,15 +190,6 @@ def file_sha256(path: Path) -> str:
     return _sha256_of(_chunks(path))
 
 
-def _drop_converted_legacy(files: HistoryFiles, archived: dict[str, Any]) -> None:
-    """A legacy archive none of whose days is left to convert is no longer needed."""
-    for legacy in files.legacy_archives():
-        if next(_gz_day_runs(legacy, archived), None) is None:
-            legacy.unlink()
-            fsync_dir(files.dir)
-            log.info("archive: %s converted to daily Parquet files and removed", legacy.name)
-
-
 # --- dropping the archived prefix of the plain file ------------------------------------------
 
 
@@ -338,7 +229,7 @@ def finish_legacy_compaction(files: HistoryFiles, state: dict[str, Any]) -> None
     months = set(state["pending_compaction"])
     keep_from = 0
     for offset_end, line in lines_with_offsets(files.rows, limit=state["history_size"]):
-        month = _day_of(line)[:7]
+        month = day_of(line)[:7]
         if month not in months or not (files.dir / f"market_cap_history-{month}.jsonl.gz").exists():
             break
         keep_from = offset_end

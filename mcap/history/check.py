@@ -15,7 +15,7 @@ from typing import Any
 
 from ..errors import HistoryDamaged
 from ..jsonio import loads_strict
-from .archive import file_sha256, legacy_lines
+from .archive import file_sha256
 from .files import (
     HISTORY_NAME,
     SNAPSHOTS_NAME,
@@ -26,6 +26,7 @@ from .files import (
     snapshot_groups,
 )
 from .gaps import Gap, find_gaps
+from .legacy import legacy_lines
 from .store import HistoryStore
 
 MAX_PROBLEMS = 50

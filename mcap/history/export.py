@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from .archive import legacy_lines
 from .columnar import read_lines
 from .files import HistoryFiles, lines_with_offsets, read_manifest
+from .legacy import legacy_lines
 from .store import HistoryStore
 
 
