@@ -329,6 +329,10 @@ def test_soak_with_random_faults_and_kills(free_api, out):
         "history.after_commit",
     ]
 
+    def soak_args(*extra: str) -> list[str]:
+        return ["--base-url", free_api.url, "--out-dir", str(out), "--min-interval", "0",
+                *SOAK_RETRIES, *extra]  # fmt: skip
+
     def committed() -> int:
         # Through the commit point: snapshots.jsonl may end in an uncommitted tail after a
         # kill (its lines are cut by the next run), so its line count is not the answer.
@@ -361,16 +365,7 @@ def test_soak_with_random_faults_and_kills(free_api, out):
         before = committed()
         if action == "kill":
             proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    str(ROOT / SCRIPT),
-                    "--base-url",
-                    free_api.url,
-                    "--out-dir",
-                    str(out),
-                    "--min-interval",
-                    "0",
-                ],
+                [sys.executable, str(ROOT / SCRIPT), *soak_args()],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
                 env=script_env(),
@@ -380,18 +375,7 @@ def test_soak_with_random_faults_and_kills(free_api, out):
             proc.wait()
             assert committed() - before in (0, 1)  # killed before or after its commit point
         else:
-            result = run_script(
-                SCRIPT,
-                "--base-url",
-                free_api.url,
-                "--out-dir",
-                str(out),
-                "--min-interval",
-                "0",
-                *SOAK_RETRIES,
-                *extra,
-                env=env,
-            )
+            result = run_script(SCRIPT, *soak_args(*extra), env=env)
             grew = committed() - before
             if action in ("ok", "storm", "cut") or (action == "shrink" and before == 0):
                 assert result.returncode == 0 and grew == 1, (action, result.stderr)
@@ -407,16 +391,7 @@ def test_soak_with_random_faults_and_kills(free_api, out):
     free_api.clear_faults()
     free_api.advance(300)
     next_second()
-    final = run_script(
-        SCRIPT,
-        "--base-url",
-        free_api.url,
-        "--out-dir",
-        str(out),
-        "--min-interval",
-        "0",
-        *SOAK_RETRIES,
-    )
+    final = run_script(SCRIPT, *soak_args())
     assert final.returncode == 0, final.stderr
     entries = read_jsonl(out / "history" / "snapshots.jsonl")
     report = check_history(out, 30)

@@ -95,9 +95,8 @@ def _closed_days(
 def _plain_days(files: HistoryFiles, state: dict[str, Any], today: str) -> Iterator[DaySource]:
     """Closed days at the head of the committed plain rows, past what is archived."""
     start, day, rows, end = state["archived_bytes"], None, 0, state["archived_bytes"]
-    for offset_end, line in lines_with_offsets(files.rows, limit=state["history_size"]):
-        if offset_end <= start:
-            continue
+    committed = state["history_size"]
+    for offset_end, line in lines_with_offsets(files.rows, limit=committed, start=start):
         line_day = day_of(line)
         if line_day != day:
             if day is not None:

@@ -158,10 +158,9 @@ def _row_keys(
         for legacy in store.files.legacy_archives():
             for line in legacy_lines(legacy, archived):
                 yield legacy.name, line
-        start = state["archived_bytes"]
-        for end, line in lines_with_offsets(store.files.rows, limit=state["history_size"]):
-            if end > start:
-                yield HISTORY_NAME, line
+        committed, start = state["history_size"], state["archived_bytes"]
+        for _, line in lines_with_offsets(store.files.rows, limit=committed, start=start):
+            yield HISTORY_NAME, line
 
     for name, line in lines():
         if name not in report.files:

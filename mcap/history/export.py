@@ -54,7 +54,6 @@ def export_lines(store: HistoryStore, span: TimeRange) -> Iterator[bytes]:
 
 
 def _plain_lines(files: HistoryFiles, state: dict) -> Iterator[bytes]:
-    start = state["archived_bytes"]
-    for end, line in lines_with_offsets(files.rows, limit=state["history_size"]):
-        if end > start:
-            yield line
+    committed, start = state["history_size"], state["archived_bytes"]
+    for _, line in lines_with_offsets(files.rows, limit=committed, start=start):
+        yield line

@@ -71,17 +71,21 @@ def size_of(path: Path) -> int:
         return 0
 
 
-def lines_with_offsets(path: Path, limit: int | None = None) -> Iterator[tuple[int, bytes]]:
-    """Complete lines (split on b'\\n' only) with the byte offset just after each.
+def lines_with_offsets(
+    path: Path, limit: int | None = None, start: int = 0
+) -> Iterator[tuple[int, bytes]]:
+    """Complete lines (split on b'\\n' only) from byte `start`, with the offset after each.
 
-    Stops at `limit` (the committed size) and at an unterminated last line.
+    Stops at `limit` (the committed size) and at an unterminated last line. `start` must
+    be a line boundary (e.g. the archived head of the plain file, which is not re-read).
     """
     try:
         handle = open(path, "rb")
     except FileNotFoundError:
         return
     with handle:
-        offset = 0
+        handle.seek(start)
+        offset = start
         for line in handle:
             if not line.endswith(b"\n"):
                 return
@@ -89,13 +93,6 @@ def lines_with_offsets(path: Path, limit: int | None = None) -> Iterator[tuple[i
             if limit is not None and offset > limit:
                 return
             yield offset, line
-
-
-def row_month(line: bytes) -> str | None:
-    """The `YYYY-MM` of a history row from its first bytes (rows start `{"ts":"YYYY-MM-…`)."""
-    if line.startswith(b'{"ts":"') and len(line) > 14:
-        return line[7:14].decode("ascii", "replace")
-    return None
 
 
 @dataclass
