@@ -15,9 +15,16 @@ Standalone (manual tests, benchmarks; serves until Ctrl-C)::
     uv run python tests/fake_api.py --port 8765 --tickers 12000 --coins 60000 --plan paid
 
 Routes: /v1/tickers (whole list, page/limit ignored; free plan: first 2,000 rows and no
-circulating_supply), /v1/tickers/{id}, /v1/global, /v1/coins; anything else is a text/plain 404.
+circulating_supply), /v1/tickers/{id}, /v1/tickers/{id}/historical, /v1/global, /v1/coins;
+anything else is a text/plain 404.
 Fault kinds: see FAULT_KINDS and FakeCoinPaprika.add_fault. If you mutate ``tickers``, ``coins``
 or ``global_data`` by hand, call ``invalidate()`` so the cached bodies are rebuilt.
+
+/historical runs on the wall clock (``now()`` = time.time() + ``time_offset``), not on the
+``advance()`` clock of /tickers; its plan windows follow ``tier`` (HISTORICAL_WINDOWS). Its values
+are a pure function of (seed, coin id, timestamp, quote), anchored to the tickers as generated
+(hand edits and ``advance()`` do not move the past); ``historical_series()`` gives the same points
+to compare with. ``latency_s`` and ``rate_limit_per_s`` apply to every route.
 """
 
 from __future__ import annotations
@@ -25,7 +32,9 @@ from __future__ import annotations
 import argparse
 import calendar
 import gzip
+import hashlib
 import json
+import math
 import random
 import re
 import socket
@@ -36,6 +45,7 @@ import time
 import unicodedata
 import zlib
 from collections import deque
+from datetime import datetime
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -104,6 +114,40 @@ _TOP3 = [  # id, name, symbol, circ, total, max, beta, first_data_at, usd quote 
 ]  # fmt: skip
 _SELF_QUOTE = {("btc-bitcoin", "BTC"), ("eth-ethereum", "ETH")}
 
+# /tickers/{id}/historical. Plan windows: how far back `start` may go, in seconds
+# (None = unlimited, 0 = the interval class is not available on that tier).
+_DAY = 86400
+HISTORICAL_TIERS = ("free", "starter", "pro", "business", "ultimate", "enterprise")
+HISTORICAL_WINDOWS: dict[str, dict[str, int | None]] = {
+    cls: dict(zip(HISTORICAL_TIERS, windows, strict=True)) for cls, windows in (
+        # class   free        starter         pro         business     ultimate enterprise
+        ("daily",  (365 * _DAY, 5 * 365 * _DAY, None,       None,        None,    None)),
+        ("hourly", (_DAY,       30 * _DAY,      90 * _DAY,  365 * _DAY,  None,    None)),
+        ("minute", (0,          7 * _DAY,       30 * _DAY,  365 * _DAY,  None,    None)),
+    )
+}  # fmt: skip
+# interval -> (grid step in seconds, class); every grid is a multiple of 300 s from the epoch.
+HISTORICAL_INTERVALS: dict[str, tuple[int, str]] = {
+    "5m": (300, "minute"), "10m": (600, "minute"), "15m": (900, "minute"),
+    "30m": (1800, "minute"), "45m": (2700, "minute"),
+    "1h": (3600, "hourly"), "2h": (7200, "hourly"), "3h": (10800, "hourly"),
+    "6h": (21600, "hourly"), "12h": (43200, "hourly"),
+    "24h": (_DAY, "daily"), "1d": (_DAY, "daily"), "7d": (7 * _DAY, "daily"),
+    "14d": (14 * _DAY, "daily"), "30d": (30 * _DAY, "daily"), "90d": (90 * _DAY, "daily"),
+    "365d": (365 * _DAY, "daily"),
+}  # fmt: skip
+HISTORICAL_BTC_USD = 1 / QUOTE_RATES["BTC"]  # quote=btc: USD values / this fixed price
+HISTORICAL_MAX_LIMIT = 5000
+_HIST_PATH = re.compile(r"/tickers/[^/]+/historical")
+_HIST_FAULT_KEY = "/tickers/*/historical"
+_WHEN = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})(?:T([0-9]{2}):([0-9]{2}):([0-9]{2})Z)?")
+# Smooth part of a coin's log price: (amplitude, period in seconds) of a few sines.
+_WAVES = (
+    (0.45, 3.3 * 365 * _DAY), (0.22, 200 * _DAY), (0.09, 37 * _DAY), (0.035, 5.7 * _DAY),
+    (0.012, 17 * 3600),
+)  # fmt: skip
+_M64 = (1 << 64) - 1
+
 
 def _iso(epoch: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
@@ -157,6 +201,118 @@ def _accepts_gzip(value: str) -> bool:
         if name.strip() in ("gzip", "x-gzip", "*"):
             return params.replace(" ", "") not in ("q=0", "q=0.0", "q=0.00", "q=0.000")
     return False
+
+
+def historical_window(tier: str, interval: str) -> int | None:
+    """How far back (seconds) ``start`` may go for ``interval`` on ``tier``.
+
+    None means unlimited, 0 that the interval's class is not available on that tier.
+
+    Raises:
+        ValueError: an unknown tier or interval.
+    """
+    if tier not in HISTORICAL_TIERS or interval not in HISTORICAL_INTERVALS:
+        raise ValueError(f"unknown tier or interval: {tier!r}, {interval!r}")
+    return HISTORICAL_WINDOWS[HISTORICAL_INTERVALS[interval][1]][tier]
+
+
+def _parse_when(value: str | float) -> int | None:
+    """`start`/`end` as the API takes them: RFC 3339 ...Z to the second, YYYY-MM-DD, or Unix
+    seconds (digits). Numbers pass through (floored). None for anything else."""
+    if isinstance(value, int | float):
+        return math.floor(value)
+    if re.fullmatch(r"[0-9]{1,12}", value):
+        return int(value)
+    m = _WHEN.fullmatch(value)
+    if m is None:
+        return None
+    try:
+        parts = [int(x or 0) for x in m.groups()]
+        datetime(*parts)  # validates month, day, hour ...
+    except ValueError:
+        return None
+    return calendar.timegm((*parts, 0, 0, 0))
+
+
+def _iso_ns(epoch: float) -> str:
+    """RFC 3339 with 9 fractional digits, like the API's window cutoffs."""
+    sec = math.floor(epoch)
+    return f"{_iso(sec)[:-1]}.{min(int((epoch - sec) * 1e9), 999_999_999):09d}Z"
+
+
+_DAY_TEXT: dict[int, str] = {}
+_TIME_TEXT = [f"{sec // 3600:02d}:{sec // 60 % 60:02d}:00Z" for sec in range(0, _DAY, 300)]
+_HIST_KEYS = ("timestamp", "price", "volume_24h", "market_cap")
+_HIST_ROW = '{{"timestamp":"{}","price":{!r},"volume_24h":{},"market_cap":{}}}'
+
+
+def _iso_fast(epoch: int) -> str:
+    """_iso, faster on the 5-minute grid (memoises the date part)."""
+    day, sec = divmod(epoch, _DAY)
+    text = _DAY_TEXT.get(day)
+    if text is None:
+        text = _DAY_TEXT[day] = time.strftime("%Y-%m-%dT", time.gmtime(day * _DAY))
+    if sec % 300 == 0:
+        return text + _TIME_TEXT[sec // 300]
+    return f"{text}{sec // 3600:02d}:{sec // 60 % 60:02d}:{sec % 60:02d}Z"
+
+
+def _hist_body(rows: list[tuple[str, float, int, int]]) -> bytes:
+    """What _dumps() makes of the rows as dicts (float repr is JSON's), about 3x faster."""
+    return ("[" + ",".join([_HIST_ROW.format(*row) for row in rows]) + "]").encode()
+
+
+class _HistCoin:
+    """What a coin's historical series is made of (see FakeCoinPaprika._hist_coin)."""
+
+    __slots__ = ("cid", "key", "price", "supply", "volume", "first", "last", "waves", "anchor")
+    __slots__ += ("noise", "digits", "zero_volume")
+
+    def __init__(self, cid: str, key: int, price: float, supply: float, volume: float,
+                 first: int, last: int | None, sigma: float, anchor_t: int,
+                 zero_volume: float = 0.0) -> None:  # fmt: skip
+        self.cid, self.key, self.price, self.supply, self.volume = cid, key, price, supply, volume
+        self.first, self.last, self.zero_volume = first, last, zero_volume
+        self.noise, self.digits = 0.006 * sigma, 7 + key % 4
+        self.waves = tuple(
+            (sigma * amp, 2 * math.pi / period, (key >> (8 + 6 * i)) % 6283 / 1000)
+            for i, (amp, period) in enumerate(_WAVES)
+        )
+        self.anchor = self.smooth(anchor_t)
+
+    def smooth(self, t: int) -> float:
+        return sum(amp * math.sin(omega * t + phase) for amp, omega, phase in self.waves)
+
+    def rows(self, first: int, n: int, step: int, quote: str) -> list[tuple[str, float, int, int]]:
+        """(timestamp, price, volume_24h, market_cap) at first, first + step, ... (n points)."""
+        (a0, w0, p0), (a1, w1, p1), (a2, w2, p2), (a3, w3, p3), (a4, w4, p4) = self.waves
+        sin, exp, iso, m64 = math.sin, math.exp, _iso_fast, _M64
+        key, anchor, noise = self.key, self.anchor, self.noise
+        base, supply, base_volume = self.price, self.supply, self.volume
+        zero_volume, fmt = self.zero_volume, f".{self.digits}g"
+        # quote=btc: USD values / a fixed BTC price; Bitcoin's own / its price (1 BTC = 1 BTC).
+        btc, own = quote == "btc", self.cid == "btc-bitcoin"
+        out = []
+        for t in range(first, first + n * step, step):
+            h = ((key ^ t) + 0x9E3779B97F4A7C15) & m64  # splitmix64: noise per (coin, t)
+            h = ((h ^ (h >> 30)) * 0xBF58476D1CE4E5B9) & m64
+            h = ((h ^ (h >> 27)) * 0x94D049BB133111EB) & m64
+            h ^= h >> 31
+            smooth = (
+                a0 * sin(w0 * t + p0) + a1 * sin(w1 * t + p1) + a2 * sin(w2 * t + p2)
+                + a3 * sin(w3 * t + p3) + a4 * sin(w4 * t + p4) - anchor
+            )  # fmt: skip
+            price = base * exp(smooth + noise * ((h >> 32) / 4294967296 - 0.5))
+            u = (h & 0xFFFFFFFF) / 4294967296
+            volume = 0.0
+            if base_volume and u >= zero_volume:
+                volume = base_volume * exp(0.5 * smooth + 0.4 * (u - 0.5))
+            if btc:
+                rate = price if own else HISTORICAL_BTC_USD
+                price, volume = price / rate, volume / rate
+            price = float(format(price, fmt))
+            out.append((iso(t), price, round(volume), round(price * supply)))
+        return out
 
 
 class _Body:
@@ -221,10 +377,24 @@ class FakeCoinPaprika:
         api_key: str | None = None,
         seed: int = 7,
         port: int = 0,
+        *,
+        tier: str | None = None,
+        window_status: int = 402,
+        latency_s: float = 0.0,
+        rate_limit_per_s: int | None = None,
     ) -> None:
         if plan not in ("free", "paid"):
             raise ValueError(f"plan must be 'free' or 'paid', not {plan!r}")
+        tier = tier or ("free" if plan == "free" else "starter")
+        if tier not in HISTORICAL_TIERS:
+            raise ValueError(f"tier must be one of {HISTORICAL_TIERS}, not {tier!r}")
         self.plan, self.api_key, self.seed, self.port = plan, api_key, seed, port
+        self.tier, self.window_status = tier, window_status
+        self.time_offset: float = 0.0  # /historical's clock: now() = time.time() + time_offset
+        self.latency_s: float = 0.0
+        self.rate_limit_per_s: int | None = None
+        self.rate_limited = 0  # requests answered 429 by the rate limit
+        self._arrivals: deque[float] = deque()
         self.requests: list[dict] = []
         self._lock = threading.RLock()  # data + caches
         self._req_lock = threading.Lock()
@@ -236,6 +406,9 @@ class FakeCoinPaprika:
         self._thread: threading.Thread | None = None
         self._now, self._step = START_EPOCH, 0
         self._pool, self._lag, types = self._gen_tickers(n_tickers, random.Random(seed))
+        self._hist_init()
+        self.set_latency(latency_s)
+        self.set_rate_limit(rate_limit_per_s)
         self.coins: list[dict] = self._gen_coins(n_coins, types, random.Random(seed + 1))
         self.tickers: list[dict] = []
         self.global_data: dict = {}
@@ -439,7 +612,11 @@ class FakeCoinPaprika:
         return path[3:] if path.startswith("/v1/") else path
 
     def add_fault(self, path: str, kind: str, times: int = 1, **opts: Any) -> None:
-        """Queue a fault for the next ``times`` requests to ``path`` ("*" = any; -1 = forever)."""
+        """Queue a fault for the next ``times`` requests to ``path`` ("*" = any; -1 = forever).
+
+        "/tickers/*/historical" matches any coin's /historical call (checked after the exact
+        path, before "*").
+        """
         if kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault kind {kind!r}; expected one of {sorted(FAULT_KINDS)}")
         if times == 0 or times < -1:
@@ -452,8 +629,9 @@ class FakeCoinPaprika:
             self._faults.clear()
 
     def _take_fault(self, path: str) -> tuple[str, dict] | None:
+        keys = (path, _HIST_FAULT_KEY, "*") if _HIST_PATH.fullmatch(path) else (path, "*")
         with self._req_lock:
-            for key in (path, "*"):
+            for key in keys:
                 queue = self._faults.get(key)
                 if queue:
                     entry = queue[0]
@@ -474,6 +652,200 @@ class FakeCoinPaprika:
     def reset_requests(self) -> None:
         with self._req_lock:
             self.requests.clear()
+
+    def count_historical(self) -> int:
+        """How many /tickers/{id}/historical requests arrived (any coin)."""
+        with self._req_lock:
+            return sum(1 for r in self.requests if _HIST_PATH.fullmatch(r["path"]))
+
+    def set_latency(self, seconds: float) -> None:
+        """Sleep ``seconds`` before answering every request (any route)."""
+        if seconds < 0:
+            raise ValueError("latency must be >= 0")
+        self.latency_s = float(seconds)
+
+    def set_rate_limit(self, per_s: int | None) -> None:
+        """Answer 429 to a request that makes more than ``per_s`` arrivals within the last
+        second (sliding, every route and client; refused ones count too). None = no limit."""
+        if per_s is not None and per_s < 1:
+            raise ValueError("rate limit must be >= 1 or None")
+        with self._req_lock:
+            self.rate_limit_per_s = per_s
+            self._arrivals.clear()
+
+    def reset_limits(self) -> None:
+        """No latency, no rate limit."""
+        self.set_latency(0.0)
+        self.set_rate_limit(None)
+
+    def _over_limit(self, arrival: float) -> bool:
+        """Count an arrival (caller holds _req_lock); True when it is over the rate limit."""
+        limit = self.rate_limit_per_s
+        if limit is None:
+            return False
+        window = self._arrivals
+        while window and window[0] <= arrival - 1.0:
+            window.popleft()
+        window.append(arrival)
+        if len(window) > limit:
+            self.rate_limited += 1
+            return True
+        return False
+
+    # ------------------------------------------------------------------ historical
+    def now(self) -> float:
+        """The clock of /historical (plan windows, newest point): wall clock + time_offset."""
+        return time.time() + self.time_offset
+
+    def _hist_init(self) -> None:
+        """Snapshot what the past is anchored to (advance() and hand edits do not move it)."""
+        self._hist_lock = threading.Lock()
+        self._hist_meta: dict[str, _HistCoin] = {}
+        self._hist_catalogue: tuple[int, int, dict[str, bool]] = (0, -1, {})
+        self._hist_base = {
+            t["id"]: (i, t["quotes"]["USD"]["price"], t.get("circulating_supply") or 0,
+                      t["quotes"]["USD"]["volume_24h"] or 0, t.get("first_data_at"))
+            for i, t in enumerate(self._pool)
+        }  # fmt: skip
+        # Nasty series: a market cap above 2**53, a price around 1e-08.
+        usable = [t["id"] for t in self._pool[10:FREE_PLAN_CAP] if t.get("circulating_supply")]
+        picks = random.Random(self.seed + 2).sample(usable, 2) if len(usable) >= 2 else []
+        self.historical_nasty: dict[str, str] = dict(zip(("bigcap", "tiny"), picks, strict=False))
+
+    def _hist_key(self, cid: str) -> int:
+        digest = hashlib.blake2b(f"{self.seed}:{cid}".encode(), digest_size=8).digest()
+        return int.from_bytes(digest, "big")
+
+    def _catalogue(self) -> dict[str, bool]:
+        """id -> is_active of ``coins`` (rebuilt when the list is replaced or resized)."""
+        with self._hist_lock:
+            ident, size, index = self._hist_catalogue
+            if ident != id(self.coins) or size != len(self.coins):
+                index = {c["id"]: bool(c.get("is_active")) for c in self.coins}
+                self._hist_catalogue = (id(self.coins), len(self.coins), index)
+            return index
+
+    def _hist_coin(self, cid: str) -> _HistCoin | None:
+        """The series parameters of a known coin (pool ticker or catalogue coin), else None."""
+        coin = self._hist_meta.get(cid)
+        if coin is not None:
+            return coin
+        base = self._hist_base.get(cid)
+        if base is None:
+            active = self._catalogue().get(cid)
+            if active is None:
+                return None
+        key = self._hist_key(cid)
+        rng = random.Random(f"{self.seed}:{cid}:historical")
+        if base is not None:
+            i, price, supply, volume, first_text = base
+            if first_text:
+                first = calendar.timegm(time.strptime(first_text, "%Y-%m-%dT%H:%M:%SZ"))
+            else:
+                first = START_EPOCH // _DAY * _DAY - rng.randint(30, 3650) * _DAY
+            sigma = {"usdt-tether": 0.002, "btc-bitcoin": 0.6, "eth-ethereum": 0.8}.get(cid)
+            if sigma is None:
+                sigma = 0.5 + key % 1001 / 1000
+            zero = 0.02 if i >= 1000 else 0.0
+            if cid == self.historical_nasty.get("bigcap"):
+                sigma, supply = 0.3, round(40 * 2**53 / price)
+            elif cid == self.historical_nasty.get("tiny"):
+                price, supply = 1e-08 * (1 + key % 9 / 10), 420_690_000_000_000
+                volume = price * supply * 0.05
+            coin = _HistCoin(cid, key, price, supply, volume, first, None, sigma, START_EPOCH, zero)
+        else:
+            midnight = START_EPOCH // _DAY * _DAY
+            last = None if active else midnight - _DAY * rng.randint(2 * 365, 8 * 365)
+            first = (last or midnight) - _DAY * rng.randint(365, 6 * 365)
+            price = 10 ** rng.uniform(-7, 1)
+            supply = 0 if rng.random() < 0.15 else int(10 ** rng.uniform(5, 12))
+            volume = 0.0 if rng.random() < 0.2 else 10 ** rng.uniform(1, 6)
+            coin = _HistCoin(cid, key, price, supply, volume, first, last, 1.5,
+                             last or START_EPOCH, 0.03)  # fmt: skip
+        with self._hist_lock:
+            return self._hist_meta.setdefault(cid, coin)
+
+    @staticmethod
+    def _hist_rows(c: _HistCoin, start: int, end: int, step: int, now: float, quote: str,
+                   limit: int | None = None) -> list[tuple[str, float, int, int]]:  # fmt: skip
+        """The grid points start <= t <= end, t <= now (to 5 minutes), within the coin's data."""
+        lo = max(start, c.first)
+        hi = min(end, math.floor(now) // 300 * 300)
+        if c.last is not None:
+            hi = min(hi, c.last)
+        first, last = -(-lo // step) * step, hi // step * step
+        if first > last:
+            return []
+        n = (last - first) // step + 1
+        return c.rows(first, n if limit is None else min(n, limit), step, quote)
+
+    def historical_point(self, coin_id: str, epoch: float, quote: str = "usd") -> dict | None:
+        """The point the API has for ``coin_id`` at ``epoch`` (any second; the endpoint only
+        serves grid points up to now); None for an unknown coin or outside its data."""
+        quote = quote.lower()
+        if quote not in ("usd", "btc"):
+            raise ValueError(f"quote must be 'usd' or 'btc', not {quote!r}")
+        c, t = self._hist_coin(coin_id), math.floor(epoch)
+        if c is None or t < c.first or (c.last is not None and t > c.last):
+            return None
+        return dict(zip(_HIST_KEYS, c.rows(t, 1, 1, quote)[0], strict=True))
+
+    def historical_series(self, coin_id: str, start: str | float, end: str | float | None,
+                          interval: str, quote: str = "usd") -> list[dict]:  # fmt: skip
+        """Exactly the points /historical answers now for these parameters, without ``limit``
+        (and without the plan window check). start/end: as the endpoint takes them, or epochs;
+        end None = now.
+
+        Raises:
+            KeyError: an unknown coin id.
+            ValueError: an unparsable start/end, an unknown interval or quote.
+        """
+        now = self.now()
+        c = self._hist_coin(coin_id)
+        if c is None:
+            raise KeyError(coin_id)
+        lo, hi = _parse_when(start), _parse_when(math.floor(now) if end is None else end)
+        quote = quote.lower()
+        if lo is None or hi is None or interval not in HISTORICAL_INTERVALS:
+            raise ValueError(f"bad start/end/interval: {start!r}, {end!r}, {interval!r}")
+        if quote not in ("usd", "btc"):
+            raise ValueError(f"quote must be 'usd' or 'btc', not {quote!r}")
+        rows = self._hist_rows(c, lo, hi, HISTORICAL_INTERVALS[interval][0], now, quote)
+        return [dict(zip(_HIST_KEYS, row, strict=True)) for row in rows]
+
+    def _historical(self, coin_id: str, query: dict) -> tuple[int, _Body, str]:
+        coin = self._hist_coin(coin_id)
+        if coin is None:
+            return self._error(404, "id not found")
+        now = self.now()
+        if not query.get("start"):
+            return self._error(400, "start is required")
+        start = _parse_when(query["start"])
+        end = _parse_when(query["end"]) if query.get("end") else math.floor(now)
+        if start is None or end is None:
+            return self._error(400, "Invalid parameters")
+        raw_limit = query.get("limit") or "1000"
+        if not re.fullmatch(r"[+-]?[0-9]{1,18}", raw_limit):
+            return self._error(400, "Invalid parameters")
+        limit = int(raw_limit)
+        if not 1 <= limit <= HISTORICAL_MAX_LIMIT:
+            return self._error(400, f"limit must be between 1 and {HISTORICAL_MAX_LIMIT}")
+        quote = (query.get("quote") or "usd").lower()
+        spec = HISTORICAL_INTERVALS.get(query.get("interval") or "5m")
+        if quote not in ("usd", "btc") or spec is None:
+            return self._error(400, "Invalid parameters")
+        step, cls = spec
+        window = HISTORICAL_WINDOWS[cls][self.tier]
+        tail = " is not allowed in this plan. Check plans on coinpaprika.com/api"
+        if window == 0:
+            return self._error(self.window_status, f"Getting {cls} historical data{tail}")
+        if window is not None and start < now - window:
+            cutoff = _iso_ns(now - window)
+            return self._error(
+                self.window_status, f"Getting {cls} historical data before {cutoff}{tail}"
+            )
+        rows = self._hist_rows(coin, start, end, step, now, quote, limit)
+        return 200, _Body(_hist_body(rows)), JSON_CT
 
     # ------------------------------------------------------------------ server lifecycle
     @property
@@ -590,6 +962,8 @@ class FakeCoinPaprika:
                 if t is None:
                     return self._error(404, "id not found")
                 return 200, _Body(_dumps(self._render(t, quotes))), JSON_CT
+        if _HIST_PATH.fullmatch(path):
+            return self._historical(coin_id[: -len("/historical")], query)
         return 404, _Body(b"404 page not found"), "text/plain; charset=utf-8"
 
     @staticmethod
@@ -628,10 +1002,18 @@ class FakeCoinPaprika:
         record = {"path": path, "query": query, "headers": headers, "time": time.monotonic()}
         with self._req_lock:
             self.requests.append(record)
+            limited = self._over_limit(record["time"])
+            if limited:
+                record["rate_limited"] = True
         gz = _accepts_gzip(headers.get("accept-encoding", ""))
-        fault = self._take_fault(path)
+        fault = None if limited else self._take_fault(path)
         try:
-            if fault is None:
+            if self.latency_s > 0:
+                self._stopping.wait(self.latency_s)
+            if limited:
+                body = _Body(_dumps({"error": _ERROR_MESSAGES[429]}))
+                self._write(h, 429, body.gz() if gz else body.plain, JSON_CT, gz)
+            elif fault is None:
                 status, body, ctype = self._route(parts.path, query, headers)
                 self._write(h, status, body.gz() if gz else body.plain, ctype, gz)
             else:
@@ -778,9 +1160,15 @@ def main() -> None:
     parser.add_argument("--api-key", default=None)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--advance-every", type=float, default=0, help="auto refresh, seconds")
+    parser.add_argument("--tier", choices=HISTORICAL_TIERS, default=None, help="/historical plan")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds before each answer")
+    parser.add_argument("--rate-limit", type=int, default=None, help="requests per second")
     args = parser.parse_args()
     t0 = time.perf_counter()
     api = FakeCoinPaprika(args.tickers, args.coins, args.plan, args.api_key, args.seed, args.port)
+    api.tier = args.tier or api.tier
+    api.set_latency(args.latency)
+    api.set_rate_limit(args.rate_limit)
     print(f"generated in {time.perf_counter() - t0:.2f}s; serving {api.start().url}", flush=True)
     try:
         while True:
