@@ -15,16 +15,18 @@ PROFILE = common.ScriptProfile(
 )
 
 
+# The health and history views are read-only: no lock, no stats, no log.
+VIEWS = {
+    "status": common.show_status,
+    "check-history": common.show_history_check,
+    "export-history": common.export_history,
+    "query": common.query_history,
+}
+
+
 def pipeline(ctx: common.RunContext) -> int:
-    # The health and history views are read-only: no lock, no stats, no log.
-    if ctx.config.status:
-        return common.show_status(ctx)
-    if ctx.config.check_history:
-        return common.show_history_check(ctx)
-    if ctx.config.export_range:
-        return common.export_history(ctx)
-    if ctx.config.query:
-        return common.query_history(ctx)
+    if ctx.config.view is not None:
+        return VIEWS[ctx.config.view](ctx)
     return common.collect_snapshot(ctx)
 
 

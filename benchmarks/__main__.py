@@ -457,9 +457,8 @@ class CommitFactory:
 
 def fill_directly(store: HistoryStore, make: CommitFactory, start: int, stop: int) -> None:
     """Append commits [start, stop) straight to the files, then write the matching state."""
-    state = store.read_state()
-    store.repair(state)
-    recent = list(state["recent_snapshot_ids"])
+    head = store.repair(store.read_state())
+    recent = list(head.recent_snapshot_ids)
     with open(store.files.rows, "ab") as rows, open(store.files.snapshots, "ab") as snaps:
         for index in range(start, stop):
             commit = make(index)
@@ -467,10 +466,10 @@ def fill_directly(store: HistoryStore, make: CommitFactory, start: int, stop: in
             rows.write(commit.rows)
             snaps.write(line)
             recent.append(commit.snapshot_id)
-            state.update(
-                history_size=state["history_size"] + len(commit.rows),
-                snapshots_size=state["snapshots_size"] + len(line),
-                snapshot_count=state["snapshot_count"] + 1,
+            head = head.replace(
+                history_size=head.history_size + len(commit.rows),
+                snapshots_size=head.snapshots_size + len(line),
+                snapshot_count=head.snapshot_count + 1,
                 last_ts=commit.ts,
                 last_snapshot_id=commit.snapshot_id,
                 last_coin_count=commit.row_count,
@@ -479,8 +478,8 @@ def fill_directly(store: HistoryStore, make: CommitFactory, start: int, stop: in
         for handle in (rows, snaps):
             handle.flush()
             os.fsync(handle.fileno())
-    state["recent_snapshot_ids"] = recent[-RECENT_IDS_KEPT:]
-    save_state(store.files, state)  # the store's own state writer (atomic replace + fsync)
+    head = head.replace(recent_snapshot_ids=tuple(recent[-RECENT_IDS_KEPT:]))
+    save_state(store.files, head)  # the store's own state writer (atomic replace + fsync)
 
 
 def time_commits(store: HistoryStore, make: CommitFactory, first: int, samples: int) -> list[float]:

@@ -5,9 +5,9 @@ settings, retry                    what a run is set to do
 fsio, signals, logsetup            the process's files, signals and log
 ledger                             the request quota on disk
 client                             fetch: HTTP → strict JSON
-validate, formats                  check a payload, serialise a snapshot
-history                            commit, repair, archive, gaps, check
-snapshot, context, rejected        a run's data, its outcome, refused payloads
+validate, formats, snapshot        check a payload, serialise it, what changed
+history                            commit, repair, the reader, archive, gaps, check, views' SQL
+context, rejected                  a run's outcome, refused payloads
 report                             what a person reads
 pipeline                           fetch → validate → write → commit → report
 runner                             the process: arguments, lock, exit code, stats
@@ -27,9 +27,12 @@ LAYERS = (
     "client",
     "validate",
     "formats",
+    "snapshot",
     "history.files",
     "history.state",
+    "history.manifest",
     "history.repair",
+    "history.reader",
     "history.columnar",
     "history.legacy",
     "history.archive",
@@ -39,7 +42,6 @@ LAYERS = (
     "history.export",
     "history.query",
     "history",
-    "snapshot",
     "context",
     "rejected",
     "report",

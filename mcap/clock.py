@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import calendar
 import os
+import re
 import time
 
 # For tests only: shifts the clock of a whole run (a snapshot "next month", a clock moved back).
@@ -52,3 +53,25 @@ def next_month_start(ts: float) -> float:
     tm = time.gmtime(ts)
     year, month = (tm.tm_year + 1, 1) if tm.tm_mon == 12 else (tm.tm_year, tm.tm_mon + 1)
     return float(calendar.timegm((year, month, 1, 0, 0, 0, 0, 0, 0)))
+
+
+def time_bound(text: str, end_of_day: bool = False) -> str:
+    """A user's `YYYY-MM-DD` or `YYYY-MM-DDTHH:MM:SSZ` as our UTC text, checked as a real
+    date and time (no month 13, no 30 February, no hour 25); a date means its first second,
+    or its last with `end_of_day`.
+
+    Raises:
+        ValueError: anything else.
+    """
+    shape = re.fullmatch(r"\d{4}-\d\d-\d\d(T\d\d:\d\d:\d\dZ)?", text)
+    for layout in ("%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%d") if shape else ():
+        try:
+            moment = time.strptime(text, layout)
+        except ValueError:
+            continue
+        if len(text) == 10:
+            return text + ("T23:59:59Z" if end_of_day else "T00:00:00Z")
+        if moment.tm_sec > 59:  # strptime accepts a leap second 60
+            break
+        return text
+    raise ValueError(f"not a valid date or UTC time: {text!r} (YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ)")

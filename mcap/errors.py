@@ -82,6 +82,11 @@ class HistoryDamaged(LocalStateError):
     """The history no longer matches its commit record: changed outside the collector."""
 
 
+class ArchiveDamaged(HistoryDamaged):
+    """A listed archive is missing or changed, or disagrees with snapshots.jsonl: no view
+    answers over it."""
+
+
 class HistoryCheckFailed(CollectorError):
     """`--check-history` found a problem in the stored history."""
 
@@ -124,6 +129,8 @@ HINTS: dict[type[CollectorError], str] = {
     OutputDirError: "check the --out-dir path and the permissions of its parent",
     WriteError: "check free space and permissions",
     HistoryDamaged: "run `04_production_collector.py --check-history`; see docs/operations.md",
+    ArchiveDamaged: "run `04_production_collector.py --check-history`; restore the named file "
+    "from a backup (docs/operations.md, 'Repairing history')",
     HistoryCheckFailed: "see docs/operations.md, 'Repairing history'",
     LockBusy: "another run is still active; this run changed nothing",
     BudgetExceeded: "no request was made; raise --monthly-budget or wait for the reset",

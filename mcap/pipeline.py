@@ -41,8 +41,8 @@ from .history import (
     TARGET_NAMES,
     Commit,
     HistoryFiles,
+    HistoryHead,
     HistoryStore,
-    diff_snapshots,
     record_failed_run,
     record_missed_slots,
 )
@@ -53,7 +53,7 @@ from .rejected import REJECTED_DIR, fetch_or_keep_rejected
 from .report import print_catalogue_summary, print_summary
 from .settings import CALLS_PER_SNAPSHOT, FREE_PLAN_TICKER_CAP, Config
 from .signals import GUARD
-from .snapshot import Snapshot
+from .snapshot import Snapshot, diff_snapshots
 from .validate import (
     Validated,
     check_shrink,
@@ -94,20 +94,20 @@ def collect_snapshot(ctx: RunContext) -> int:
 
 def _collect(ctx: RunContext, store: HistoryStore) -> int:
     config = ctx.config
-    state = open_history(ctx, store)
-    files_current = snapshot_files_current(config.out_dir, state["last_snapshot_id"])
-    if files_current and (reason := too_soon(config, state)):
+    head = open_history(ctx, store)
+    files_current = snapshot_files_current(config.out_dir, head.last_snapshot_id)
+    if files_current and (reason := too_soon(config, head)):
         return ctx.skip(reason)
     ledger = RequestLedger(config.out_dir)
     ledger.check_can_run(
         CALLS_PER_SNAPSHOT, config.max_attempts, config.monthly_budget, config.force
     )
-    snapshot = fetch_snapshot(ctx, ledger, state)
+    snapshot = fetch_snapshot(ctx, ledger, head)
     if files_current and (reason := unchanged(snapshot)):
         return ctx.skip(reason)
-    if snapshot.snapshot_id == state["last_snapshot_id"]:
+    if snapshot.snapshot_id == head.last_snapshot_id:
         return ctx.skip(f"a snapshot was already committed in second {snapshot.snapshot_id}")
-    if not write_and_commit(ctx, store, snapshot, state["snapshot_count"]):
+    if not write_and_commit(ctx, store, snapshot, head.snapshot_count):
         return ctx.skip(f"snapshot {snapshot.collected_at} was already in the history")
     after_commit(ctx, "clearing the quota block", config.force and ledger.clear_block)
     if config.profile.records_gaps and snapshot.diff.previous_ts:
@@ -126,8 +126,8 @@ def archive_closed_days(ctx: RunContext, store: HistoryStore) -> None:
     """Days that have ended move into Parquet archives (bounded time; see history/archive)."""
     days = store.archive_closed_days()
     ctx.stats.archived_days.extend(days)
-    for day in days:
-        ctx.say(f"Archived {day} into history/archive/{day}.parquet")
+    for name in store.archived_pieces:
+        ctx.say(f"Archived {name[:10]} into history/archive/{name}")
 
 
 def _history_targets() -> tuple[str, ...]:
@@ -147,37 +147,47 @@ def check_targets(out_dir: Path, files: tuple[str, ...], dirs: tuple[str, ...] =
         check_dir_target(out_dir / name)
 
 
-def open_history(ctx: RunContext, store: HistoryStore) -> dict[str, Any]:
+def open_history(ctx: RunContext, store: HistoryStore) -> HistoryHead:
     """Clean a killed run's temp files, repair the history, check the clock."""
     config = ctx.config
     _clean_orphans(config.out_dir, (*SNAPSHOT_FILES, STATS_NAME))
     _clean_orphans(store.dir, None)  # only collectors, under the run lock, write history/
     _clean_orphans(store.files.archive_dir, None)
-    state = store.prepare()
-    ctx.stats.last_success_at = state["last_ts"]
-    check_clock(state["last_ts"], store)
+    head = store.prepare()
+    ctx.stats.last_success_at = head.last_ts
+    check_clock(head.last_ts, store.archived_last_day(), store)
     log_budget_plan(config, RequestLedger(config.out_dir).load()["month_requests"])
-    return state
+    return head
 
 
-def check_clock(last_ts: str | None, store: HistoryStore) -> None:
-    """A last snapshot later than now means the clock moved back or the history was copied.
+def check_clock(last_ts: str | None, archived_day: str | None, store: HistoryStore) -> None:
+    """A snapshot now would be older than the history: the clock moved back, or the history
+    was copied from a machine ahead of this one.
 
-    Left alone, every later run would skip (too young) or be refused (not newer): collection
-    would stop in silence. It is a failure instead, found before any request.
+    Left alone, every later run would skip (too young) or be refused (not newer), or commit
+    into a day already archived, whose rows the next archive step could not keep: collection
+    would stop, or lose data, in silence. It is a failure instead, found before any request.
 
     Raises:
-        LocalStateError: the history's last snapshot lies in the future (74).
+        LocalStateError: the last snapshot lies in the future, or today is already archived.
     """
-    if last_ts is None:
-        return
-    ahead = parse_iso(last_ts) - now()
-    if ahead > 0:
+    hint = (
+        "fix the system clock (or use an output directory of this machine); "
+        "collection resumes once the clock is past that time"
+    )
+    if last_ts is not None and (ahead := parse_iso(last_ts) - now()) > 0:
         raise LocalStateError(
             f"the last committed snapshot {last_ts} in {store.dir} lies {ahead / 60:.1f} min "
             f"in the future of this machine's clock ({utc_iso()}); no request was made",
-            hint="fix the system clock (or use an output directory of this machine); "
-            "collection resumes once the clock is past that time",
+            hint=hint,
+        )
+    today = utc_iso()[:10]
+    if archived_day is not None and today <= archived_day:
+        raise LocalStateError(
+            f"this machine's clock ({utc_iso()}) is in {today}, a day {store.dir} has already "
+            f"archived (through {archived_day}): a snapshot now would be lost; no request "
+            "was made",
+            hint=hint,
         )
 
 
@@ -201,20 +211,20 @@ def snapshot_files_current(out_dir: Path, last_snapshot_id: str | None) -> bool:
     return current
 
 
-def too_soon(config: Config, state: dict[str, Any]) -> str | None:
+def too_soon(config: Config, head: HistoryHead) -> str | None:
     """The skip reason when the last snapshot is younger than --min-interval."""
-    if not config.min_interval_s or not state["last_ts"]:
+    if not config.min_interval_s or not head.last_ts:
         return None
-    age = now() - parse_iso(state["last_ts"])
+    age = now() - parse_iso(head.last_ts)
     if age >= config.min_interval_s:
         return None
     return (
-        f"last snapshot {state['last_ts']} is {age / 60:.1f} min old, younger than "
+        f"last snapshot {head.last_ts} is {age / 60:.1f} min old, younger than "
         f"--min-interval {config.min_interval_s / 60:g} min; no request made"
     )
 
 
-def fetch_snapshot(ctx: RunContext, ledger: RequestLedger, state: dict[str, Any]) -> Snapshot:
+def fetch_snapshot(ctx: RunContext, ledger: RequestLedger, head: HistoryHead) -> Snapshot:
     """/tickers then /global, each validated (a refused payload is kept in rejected/)."""
     config = ctx.config
     client = ApiClient(config, ledger, ctx.deadline, ctx.counter, on_retry=ctx.progress)
@@ -225,9 +235,7 @@ def fetch_snapshot(ctx: RunContext, ledger: RequestLedger, state: dict[str, Any]
             payload = client.get_json("/tickers", {"quotes": ",".join(config.quotes)})
             tickers = validate_tickers(payload, config.quotes)
             # Checked before /global: a refused payload costs no second request.
-            check_shrink(
-                "/tickers", len(tickers.rows), state["last_coin_count"], config.accept_shrink
-            )
+            check_shrink("/tickers", len(tickers.rows), head.last_coin_count, config.accept_shrink)
             return tickers
 
         tickers = fetch_or_keep_rejected(config.out_dir, client, fetch_tickers)
@@ -248,7 +256,7 @@ def fetch_snapshot(ctx: RunContext, ledger: RequestLedger, state: dict[str, Any]
         expected_count=expected_coin_count(config, global_data),
         duplicates_dropped=tickers.duplicates_dropped,
         last_updated=last_updated,
-        diff=diff_snapshots(state, last_updated),
+        diff=diff_snapshots(head.last_ts, head.last_updated, last_updated),
     )
     stats = ctx.stats
     stats.coin_count = len(coins)

@@ -7,15 +7,26 @@ import os
 import shutil
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from .clock import now, parse_iso, utc_iso
-from .context import STATS_NAME, RunContext
+from .context import STATS_NAME, RunContext, write_stderr
 from .errors import ExitCode, HistoryCheckFailed, LocalStateError
 from .formats import safe_text_cell
-from .history import HistoryStore, TimeRange, check_history, export_lines, find_gaps
-from .history.files import read_manifest
+from .history import (
+    Gap,
+    HistoryStore,
+    Picture,
+    TimeRange,
+    check_history,
+    export_lines,
+    find_gaps,
+    open_picture,
+)
+from .history.files import ts_of
 from .history.query import run_query
+from .history.reader import SnapshotRecord
 from .jsonio import loads_object
 from .ledger import RequestLedger, empty_ledger, log_budget_plan
 from .settings import API_REFRESH_MIN, CALLS_PER_SNAPSHOT
@@ -137,7 +148,45 @@ def show_budget_plan(ctx: RunContext) -> int:
     return ExitCode.OK
 
 
-# --- 04 --status and --check-history (read-only) ---------------------------------------------
+# --- 04 --status, --check-history, --export-history, --query (read-only) --------------------
+
+
+@dataclass(frozen=True, order=True)
+class Problem:
+    """Something that makes --status unhealthy; the lowest `rank` is the worst."""
+
+    rank: int
+    text: str
+    action: str = ""
+
+
+# What a problem of each kind asks of a person, worst first.
+DAMAGED, BLOCKED, FAILED, STALE, COVERAGE, BUDGET, DISK, BEHIND, NOTHING_YET = range(9)
+ACTIONS = {
+    DAMAGED: "run --check-history; see docs/operations.md, 'Repairing history'",
+    BLOCKED: "wait for the reset, or pass --force after an upgrade",
+    FAILED: "read its error line in latest_stats.json or collection.log",
+    STALE: "check that cron runs the collector (cron.log, collection.log)",
+    COVERAGE: "check the gaps above and collection.log",
+    BUDGET: "lower the cadence or raise --monthly-budget",
+    DISK: "free disk space",
+    BEHIND: "let the collector run; each run archives up to 25 s",
+    NOTHING_YET: "run the collector once",
+}
+HEALTH_LINE_MAX = 200
+
+
+def health_line(problems: list[Problem]) -> str:
+    """`Health: OK`, or one line of at most 200 characters: the worst problem, what to do."""
+    if not problems:
+        return "Health: OK"
+    worst = min(problems)
+    action = worst.action or ACTIONS.get(worst.rank, "")
+    line = f"Health: UNHEALTHY — {worst.text}" + (f"; {action}" if action else "")
+    more = f" (+{len(problems) - 1} more above)" if len(problems) > 1 else ""
+    if len(line) + len(more) > HEALTH_LINE_MAX:
+        line = line[: HEALTH_LINE_MAX - len(more) - 1] + "…"
+    return line + more
 
 
 def show_status(ctx: RunContext) -> int:
@@ -145,108 +194,170 @@ def show_status(ctx: RunContext) -> int:
     config = ctx.config
     out = config.out_dir
     at = now()
-    problems: list[str] = []
+    problems: list[Problem] = []
     try:
         stats = loads_object((out / STATS_NAME).read_bytes())
     except OSError:
         stats = None
-    store = HistoryStore(out)
-    state = store.read_state() if store.dir.is_dir() else None
-    entries = store.snapshot_entries(state) if state else []
-    timestamps = [e["ts"] for e in entries]
     try:
         ledger = RequestLedger(out).load(at)
     except LocalStateError as exc:
-        problems.append(exc.one_line())
+        problems.append(Problem(DAMAGED, exc.one_line(), "restore or delete request_ledger.json"))
         ledger = empty_ledger(at)
     ctx.say(f"Output directory: {out}")
-    if stats:
-        ctx.say(
-            f"Last run: {stats.get('status')} (exit {stats.get('exit_code')}) by "
-            f"{stats.get('script')} at {stats.get('finished_at')}"
-            + (f" — {stats['error']}" if stats.get("error") else "")
-        )
-        if stats.get("status") == "failed":
-            problems.append(f"last run failed: {stats.get('error')}")
-    else:
-        ctx.say("Last run: none recorded")
-        problems.append("no run recorded yet")
-    _status_of_snapshots(ctx, entries, at, problems)
-    _status_of_last_day(ctx, timestamps, at)
-    if state:
-        _status_of_archive(ctx, store, state, at, problems)
+    _status_of_last_run(ctx, stats, problems)
+    with open_picture(out) as picture:
+        _status_of_snapshots(ctx, picture.snapshots, at, problems)
+        _status_of_coverage(ctx, picture.snapshots, at, problems)
+        _status_of_archive(ctx, picture, at, problems)
     _status_of_budget(ctx, ledger, problems)
-    history_bytes = store.total_bytes() if store.dir.is_dir() else 0
+    history_bytes = HistoryStore(out).total_bytes()
     free = shutil.disk_usage(out).free
     ctx.say(f"Disk: history {history_bytes / 1e6:.1f} MB; {free / 1e9:.1f} GB free")
     if free < LOW_DISK_BYTES:
-        problems.append(f"only {free / 1e6:.0f} MB free")
-    ctx.say("Health: OK" if not problems else "Health: UNHEALTHY — " + "; ".join(problems))
+        problems.append(Problem(DISK, f"only {free / 1e6:.0f} MB free"))
+    for problem in sorted(problems)[1:]:
+        ctx.say(f"Problem: {problem.text}")
+    ctx.say(health_line(problems))
     return ExitCode.OK if not problems else ExitCode.UNHEALTHY
 
 
+def _status_of_last_run(
+    ctx: RunContext, stats: dict[str, Any] | None, problems: list[Problem]
+) -> None:
+    if not stats:
+        ctx.say("Last run: none recorded")
+        problems.append(Problem(NOTHING_YET, "no run recorded yet"))
+        return
+    ctx.say(
+        f"Last run: {stats.get('status')} (exit {stats.get('exit_code')}) by "
+        f"{stats.get('script')} at {stats.get('finished_at')}"
+        + (f" — {stats['error']}" if stats.get("error") else "")
+    )
+    if stats.get("status") == "failed":
+        problems.append(Problem(FAILED, f"last run failed: {stats.get('error')}"))
+
+
 def _status_of_snapshots(
-    ctx: RunContext, entries: list[dict[str, Any]], at: float, problems: list[str]
+    ctx: RunContext, snapshots: tuple[SnapshotRecord, ...], at: float, problems: list[Problem]
 ) -> None:
     every = ctx.config.every_min
-    if not entries:
+    if not snapshots:
         ctx.say("Last good snapshot: none")
-        problems.append("no snapshot committed yet")
+        problems.append(Problem(NOTHING_YET, "no snapshot committed yet"))
         return
-    last = entries[-1]
-    age_min = (at - parse_iso(last["ts"])) / 60
+    last = snapshots[-1]
+    age_min = (at - parse_iso(last.ts)) / 60
     ctx.say(
-        f"Last good snapshot: {last['ts']} ({age_min:.0f} min ago), "
-        f"{last.get('coin_count')} coins of {last.get('expected_count')} expected"
+        f"Last good snapshot: {last.ts} ({age_min:.0f} min ago), "
+        f"{last.coin_count} coins of {last.expected_count} expected"
     )
     if age_min > STALE_CADENCES * every:
         problems.append(
-            f"last snapshot is {age_min:.0f} min old, more than {STALE_CADENCES} cadences "
-            f"of {every} min"
+            Problem(
+                STALE,
+                f"last snapshot is {age_min:.0f} min old, more than {STALE_CADENCES} cadences "
+                f"of {every} min",
+            )
         )
     elif age_min < 0:
-        problems.append(f"last snapshot {last['ts']} lies in the future (clock moved?)")
+        problems.append(
+            Problem(STALE, f"last snapshot {last.ts} lies in the future (clock moved?)",
+                    "fix the system clock")
+        )  # fmt: skip
 
 
-def _status_of_last_day(ctx: RunContext, timestamps: list[str], at: float) -> None:
+@dataclass(frozen=True)
+class Coverage:
+    """Slots of a window at a cadence, and the gaps that left some of them empty."""
+
+    since: float
+    slots: int
+    missing: int
+    gaps: list[Gap]
+
+    @property
+    def percent(self) -> float:
+        return 100.0 * (self.slots - self.missing) / self.slots if self.slots else 100.0
+
+
+def coverage(timestamps: list[str], at: float, every_min: int, window_s: float = DAY_S) -> Coverage:
+    """Empty slots of the last `window_s` (or since the first snapshot, if later), by the one
+    gap rule (find_gaps), counting the slots of a gap that began before the window too."""
+    step = every_min * 60
+    times = [parse_iso(t) for t in timestamps]
+    since = max(at - window_s, times[0]) if times else at - window_s
+    before = [t for t in times if t < since][-1:]
+    inside = [t for t in times if since <= t <= at]
+    points = before + inside + [at]
+    gaps = find_gaps([utc_iso(t) for t in points], every_min)
+    missing = 0
+    for gap in gaps:
+        start = parse_iso(gap.start)
+        missing += sum(1 for k in range(1, gap.missing_slots + 1) if start + k * step >= since)
+    slots = max(1, round((at - since) / step)) if times else round(window_s / step)
+    return Coverage(since, slots, min(missing, slots), gaps)
+
+
+def _status_of_coverage(
+    ctx: RunContext, snapshots: tuple[SnapshotRecord, ...], at: float, problems: list[Problem]
+) -> None:
     """Missed slots of the last 24 h, by the same gap rule as gaps.jsonl and the checker."""
-    every = ctx.config.every_min
-    # The window starts 24 h ago, or at the first snapshot when collection began later.
-    since = max(at - DAY_S, parse_iso(timestamps[0])) if timestamps else at - DAY_S
-    recent = [t for t in timestamps if since <= parse_iso(t) <= at]
-    gaps = find_gaps([utc_iso(since), *recent, utc_iso(at)], every)
-    missing = sum(gap.missing_slots for gap in gaps)
-    inner = [g for g in gaps if g.start in recent and g.end in recent]
+    config = ctx.config
+    if not snapshots:
+        return
+    found = coverage([record.ts for record in snapshots], at, config.every_min)
+    hours = (at - found.since) / 3600
+    window = "24 h" if hours >= 23.99 else f"{hours:.1f} h (since the first snapshot)"
     ctx.say(
-        f"Last 24 h: {missing} of {int(DAY_S // (every * 60))} slots without a "
-        f"snapshot (cadence {every} min); {len(inner)} gap(s)"
+        f"Last {window}: {found.missing} of {found.slots} slots without a snapshot "
+        f"(cadence {config.every_min} min, coverage {found.percent:.1f} %); "
+        f"{len(found.gaps)} gap(s)"
     )
-    for gap in inner[-10:]:
-        ctx.say(f"  gap {gap.start} → {gap.end}: {gap.missing_slots} missed slot(s)")
+    for gap in found.gaps[-10:]:
+        end = "now" if gap.end == utc_iso(at) else gap.end
+        ctx.say(f"  gap {gap.start} → {end}: {gap.missing_slots} missed slot(s)")
+    if len(found.gaps) > 10:
+        ctx.say(f"  … and {len(found.gaps) - 10} earlier gap(s)")
+    if found.percent < config.min_coverage:
+        problems.append(
+            Problem(
+                COVERAGE,
+                f"coverage {found.percent:.1f} % over the last {window.split(' (')[0]} is "
+                f"below --min-coverage {config.min_coverage:g} %",
+            )
+        )
 
 
 def _status_of_archive(
-    ctx: RunContext, store: HistoryStore, state: dict[str, Any], at: float, problems: list[str]
+    ctx: RunContext, picture: Picture, at: float, problems: list[Problem]
 ) -> None:
-    """Archived days, and whether closed days wait too long in the plain file."""
-    days = sorted(read_manifest(store.files))
-    waiting = store.plain_first_day(state)
+    """Archived days, their integrity, and whether closed days wait too long in the plain file."""
+    days = sorted({entry.day for entry in picture.manifest.entries})
+    waiting = _plain_first_day(picture)
     ctx.say(
         f"Archive: {len(days)} day(s) in Parquet"
         + (f" ({days[0]} … {days[-1]})" if days else "")
         + (f"; plain file from {waiting}" if waiting else "; plain file empty")
-        + (
-            f"; {len(store.files.legacy_archives())} legacy archive(s) to convert"
-            if store.files.legacy_archives()
-            else ""
-        )
+        + (f"; {len(picture.legacy)} legacy archive(s) to convert" if picture.legacy else "")
     )
+    for warning in picture.warnings():
+        ctx.say(f"Warning: {warning}")
+    for problem in picture.problems(full=False):
+        problems.append(Problem(DAMAGED, problem))
     yesterday = utc_iso(at - DAY_S)[:10]
     if waiting and waiting < yesterday:
-        problems.append(f"archiving is behind: the plain file still starts at {waiting}")
+        problems.append(
+            Problem(BEHIND, f"archiving is behind: the plain file still starts at {waiting}")
+        )
 
 
-def _status_of_budget(ctx: RunContext, ledger: dict[str, Any], problems: list[str]) -> None:
+def _plain_first_day(picture: Picture) -> str | None:
+    line = next(picture.plain_lines(), None)
+    return ts_of(line)[:10] if line else None
+
+
+def _status_of_budget(ctx: RunContext, ledger: dict[str, Any], problems: list[Problem]) -> None:
     budget = ctx.config.monthly_budget
     used = ledger["month_requests"]
     ctx.say(
@@ -254,10 +365,10 @@ def _status_of_budget(ctx: RunContext, ledger: dict[str, Any], problems: list[st
         + (f" of {budget:,} ({100 * used / budget:.1f} %)" if budget else " (no budget set)")
     )
     if budget and used >= 0.9 * budget:
-        problems.append(f"{used} of {budget} monthly requests used")
+        problems.append(Problem(BUDGET, f"{used} of {budget} monthly requests used"))
     if ledger.get("blocked_until"):
         ctx.say(f"BLOCKED until {ledger['blocked_until']}: {ledger.get('blocked_reason')}")
-        problems.append(f"quota blocked until {ledger['blocked_until']}")
+        problems.append(Problem(BLOCKED, f"quota blocked until {ledger['blocked_until']}"))
 
 
 def show_history_check(ctx: RunContext) -> int:
@@ -290,22 +401,55 @@ def export_history(ctx: RunContext) -> int:
     """04 --export-history: the committed lines of a time range on stdout, as committed."""
     span = TimeRange.parse(*ctx.config.export_range)
     out = getattr(sys.stdout, "buffer", None)
+    with open_picture(ctx.config.out_dir) as picture:
+        written = 0
 
-    def write() -> None:
-        for line in export_lines(HistoryStore(ctx.config.out_dir), span):
-            if out is not None:
-                out.write(line)
-            else:  # a text stream (tests): history lines are ASCII JSON
-                sys.stdout.write(line.decode("utf-8", "surrogateescape"))
+        def write() -> None:
+            nonlocal written
+            for chunk in export_lines(picture, span):
+                written += len(chunk)
+                if out is not None:
+                    out.write(chunk)
+                else:  # a text stream (tests): history lines are ASCII JSON
+                    sys.stdout.write(chunk.decode("utf-8", "surrogateescape"))
 
-    return _to_stdout(write)
+        code = _to_stdout(write)
+        if not written:
+            write_stderr(
+                f"{ctx.config.script}: no rows between {span.start} and {span.end}; "
+                + _history_extent(picture)
+            )
+    return code
+
+
+def _history_extent(picture: Picture) -> str:
+    if not picture.snapshots:
+        return "the history is empty"
+    return f"history starts {picture.first_ts}, ends {picture.last_ts}"
 
 
 def query_history(ctx: RunContext) -> int:
-    """04 --query: DuckDB SQL over the `history` and `totals` views, printed as CSV."""
-    names, rows = run_query(ctx.config.out_dir, str(ctx.config.query), ctx.config.quotes)
+    """04 --query: one SELECT over the `history` and `totals` views, streamed as CSV."""
     writer = csv.writer(sys.stdout, lineterminator="\n")
-    return _to_stdout(lambda: (writer.writerow(names), writer.writerows(rows)))
+    with open_picture(ctx.config.out_dir) as picture:
+        batches = run_query(picture, str(ctx.config.query), ctx.config.quotes)
+        names = next(batches)
+        rows = 0
+
+        def write() -> None:
+            nonlocal rows
+            writer.writerow(names)
+            for batch in batches:
+                writer.writerows(batch)
+                rows += len(batch)
+
+        code = _to_stdout(write)
+        batches.close()
+        if not rows:
+            write_stderr(
+                f"{ctx.config.script}: the query returned no rows; " + _history_extent(picture)
+            )
+    return code
 
 
 def _to_stdout(write: Callable[[], object]) -> int:

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NoReturn
 
 import urllib3
+
+from .clock import time_bound
 
 FREE_BASE_URL = "https://api.coinpaprika.com/v1"
 PRO_BASE_URL = "https://api-pro.coinpaprika.com/v1"
@@ -37,6 +38,8 @@ RETRIES = 3
 MAX_DOWNLOAD_MB = 64.0
 MAX_BODY_MB = 128.0
 EVERY_MIN = 30
+MIN_COVERAGE = 90.0  # --status: percent of the last 24 h's slots that must hold a snapshot
+MIN_KEY_LENGTH = 8
 MIN_REQUEST_GAP_S = 0.25  # ≤ 4 req/s, well under the API's 10 req/s per IP
 # 01 and 02 are run by hand: a hanging API must end them with 69 well within two minutes.
 INTERACTIVE_DEADLINE_S = 100.0
@@ -86,10 +89,12 @@ class Config:
     max_attempts: int = RETRIES + 1
     min_request_gap_s: float = MIN_REQUEST_GAP_S
     show_plan: bool = False
-    status: bool = False
-    check_history: bool = False
+    # The one read-only view asked for (04): "status", "check-history", "export-history",
+    # "query"; None for a collection run. Views lock, log and write nothing.
+    view: str | None = None
     export_range: tuple[str, ...] = ()
     query: str | None = None
+    min_coverage: float = MIN_COVERAGE
 
     @property
     def script(self) -> str:
@@ -101,8 +106,9 @@ class Config:
 
     @property
     def read_only(self) -> bool:
-        """--status, --check-history, --export-history, --query: no lock, log, file or request."""
-        return self.status or self.check_history or bool(self.export_range) or bool(self.query)
+        """A view (--status, --check-history, --export-history, --query): no lock, log, file
+        or request."""
+        return self.view is not None
 
     @classmethod
     def from_args(
@@ -138,11 +144,23 @@ class Config:
             max_body_bytes=int(args.max_body_mb * MB),
             max_attempts=int(args.retries) + 1,
             show_plan=getattr(args, "plan", False),
-            status=getattr(args, "status", False),
-            check_history=getattr(args, "check_history", False),
+            view=_view_of(args),
             export_range=tuple(getattr(args, "export_history", None) or ()),
             query=getattr(args, "query", None),
+            min_coverage=getattr(args, "min_coverage", MIN_COVERAGE),
         )
+
+
+VIEWS = ("status", "check-history", "export-history", "query")
+
+
+def _view_of(args: argparse.Namespace) -> str | None:
+    """The view an option asked for; an empty or blank argument still asks for it."""
+    for view in VIEWS:
+        value = getattr(args, view.replace("-", "_"), None)
+        if value not in (None, False):
+            return view
+    return None
 
 
 class ApiKeyError(ValueError):
@@ -150,10 +168,17 @@ class ApiKeyError(ValueError):
 
 
 def check_api_key(key: str) -> None:
-    """Refuse a key requests would choke on (CR, LF, control or non-Latin-1 characters).
+    """Refuse a key requests would choke on (CR, LF, control or non-Latin-1 characters), or
+    one too short to be a key (redacting it would mangle ordinary text).
 
     The message never contains the key itself.
     """
+    if len(key) < MIN_KEY_LENGTH:
+        raise ApiKeyError(
+            f"COINPAPRIKA_API_KEY is {len(key)} character(s) long, too short to be a "
+            f"CoinPaprika key (at least {MIN_KEY_LENGTH}); set it to the key exactly as your "
+            "CoinPaprika account shows it, or unset it for the free plan"
+        )
     bad = [c for c in key if ord(c) < 0x20 or ord(c) == 0x7F or ord(c) > 0xFF]
     if bad:
         kinds = sorted({"a line break" if c in "\r\n" else f"U+{ord(c):04X}" for c in bad})
@@ -232,9 +257,18 @@ def _minutes(text: str) -> float:
 
 
 def _time_bound(text: str) -> str:
-    if not re.fullmatch(r"\d{4}-\d\d-\d\d(T\d\d:\d\d:\d\dZ)?", text):
-        raise argparse.ArgumentTypeError(f"expected YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ: {text!r}")
+    try:
+        time_bound(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
     return text
+
+
+def _percent(text: str) -> float:
+    value = _number(float, text)
+    if not 0 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"must be a percentage from 0 to 100: {text!r}")
+    return float(value)
 
 
 class OneLineErrorParser(argparse.ArgumentParser):
@@ -370,8 +404,16 @@ def _add_collector_options(parser: argparse.ArgumentParser, profile: ScriptProfi
         add(
             "--query",
             metavar="SQL",
-            help="run DuckDB SQL over the views `history` (archives + plain tail) and "
+            help="run one DuckDB SELECT over the views `history` (archives + plain tail) and "
             "`totals` (one row per snapshot); prints CSV",
+        )
+        add(
+            "--min-coverage",
+            type=_percent,
+            default=MIN_COVERAGE,
+            metavar="PERCENT",
+            help="--status is unhealthy when fewer of the last 24 h's slots hold a snapshot "
+            f"(default {MIN_COVERAGE:g})",
         )
 
 
@@ -381,8 +423,16 @@ def parse_config(
     """Parse argv (argparse exits 2 on bad input) and build the run's Config."""
     parser = build_parser(profile)
     args = parser.parse_args(argv)
-    if len(getattr(args, "export_history", None) or ()) > 2:
+    bounds = getattr(args, "export_history", None) or ()
+    if len(bounds) > 2:
         parser.error("--export-history takes FROM and at most one TO")
+    if len(bounds) == 2 and time_bound(bounds[0]) > time_bound(bounds[1], end_of_day=True):
+        parser.error(f"--export-history: FROM {bounds[0]} is after TO {bounds[1]}")
+    views = [
+        view for view in VIEWS if getattr(args, view.replace("-", "_"), None) not in (None, False)
+    ]
+    if len(views) > 1:
+        parser.error(f"--{views[0]} and --{views[1]} cannot be combined: one view at a time")
     try:
         return Config.from_args(profile, args, os.environ if environ is None else environ)
     except (ApiKeyError, argparse.ArgumentTypeError) as exc:

@@ -186,6 +186,25 @@ def tree_digest(directory: Path) -> dict[str, str]:
     return digests
 
 
+def query(out: Path, sql: str, quotes: tuple[str, ...] = ("USD",)) -> tuple[list, list]:
+    """(column names, rows) of `sql` over the history views, through the reader of record."""
+    from mcap.history import open_picture
+    from mcap.history.query import run_query
+
+    with open_picture(out) as picture:
+        batches = run_query(picture, sql, quotes)
+        names = next(batches)
+        return names, [row for batch in batches for row in batch]
+
+
+def export_history(out: Path, start: str = "2000-01-01", end: str = "2999-12-31") -> bytes:
+    """The committed lines of a time range, through the reader of record."""
+    from mcap.history import TimeRange, export_lines, open_picture
+
+    with open_picture(out) as picture:
+        return b"".join(export_lines(picture, TimeRange.parse(start, end)))
+
+
 def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_bytes().split(b"\n") if line]
 

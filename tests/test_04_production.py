@@ -336,7 +336,7 @@ def test_soak_with_random_faults_and_kills(free_api, out):
     def committed() -> int:
         # Through the commit point: snapshots.jsonl may end in an uncommitted tail after a
         # kill (its lines are cut by the next run), so its line count is not the answer.
-        return HistoryStore(out).read_state()["snapshot_count"]
+        return HistoryStore(out).read_state().snapshot_count
 
     for _ in range(24):
         free_api.clear_faults()

@@ -15,10 +15,9 @@ import pytest
 
 from mcap.clock import parse_iso, utc_iso
 from mcap.formats import history_bytes
-from mcap.history import Commit, HistoryStore, TimeRange, check_history, export_lines
+from mcap.history import Commit, HistoryStore, check_history
 from mcap.history import archive as archive_module
-from mcap.history.query import TOTALS_VIEW_SQL, history_view_sql, run_query
-from tests.conftest import CLOCK, ROOT, read_jsonl, run_script, script_env
+from tests.conftest import CLOCK, ROOT, export_history, query, read_jsonl, run_script, script_env
 
 S02, S03, S04 = (
     "02_fetch_all_market_caps.py",
@@ -50,7 +49,7 @@ def plain(out: Path) -> bytes:
 
 
 def export(out: Path, start: str = "2000-01-01", end: str = "2999-12-31") -> bytes:
-    return b"".join(export_lines(HistoryStore(out), TimeRange.parse(start, end)))
+    return export_history(out, start, end)
 
 
 def two_days(script: str, api, out: Path) -> tuple[bytes, str]:
@@ -140,7 +139,7 @@ def test_every_value_round_trips_bit_exact(tmp_path, clock_at):
     entry = read_jsonl(tmp_path / "history" / "archive" / "manifest.jsonl")[0]
     assert entry["raw_rows"] == 2 * 2  # 2^53 + 1 and the 40-bit rank cannot be columns
     assert export(tmp_path) == written
-    names, rows = run_query(
+    names, rows = query(
         tmp_path, "SELECT id, rank, market_cap_usd, price_eur FROM history ORDER BY ts, id"
     )
     assert {row[0] for row in rows} == {coin["id"] for coin in ODD_COINS}
@@ -197,7 +196,7 @@ def test_the_query_recipe_works_on_a_fresh_install_and_across_archives(small_api
     written, day = two_days(S04, small_api, out)
     rows = [json.loads(line) for line in (b"".join([written])).splitlines()]
     btc = [(r["ts"], r["market_cap_usd"]) for r in rows if r["id"] == "btc-bitcoin"]
-    names, got = run_query(
+    names, got = query(
         out,
         "SELECT strftime(ts, '%Y-%m-%dT%H:%M:%SZ'), market_cap_usd FROM history "
         "WHERE id = 'btc-bitcoin' ORDER BY ts",
@@ -205,22 +204,24 @@ def test_the_query_recipe_works_on_a_fresh_install_and_across_archives(small_api
     assert [(ts, int(cap)) for ts, cap in got[-4:]] == btc
     last = rows[-1]["ts"]
     top = sorted((r for r in rows if r["ts"] == last), key=lambda r: -(r["market_cap_usd"] or 0))
-    _, got = run_query(
+    _, got = query(
         out,
         f"SELECT id FROM history WHERE ts = '{last[:-1]}' "
         "ORDER BY market_cap_usd DESC NULLS LAST, id LIMIT 10",
     )
     assert [r[0] for r in got][:3] == [r["id"] for r in top][:3]
-    _, totals = run_query(out, "SELECT count(*), count(coins_market_cap_usd) FROM totals")
+    _, totals = query(out, "SELECT count(*), count(coins_market_cap_usd) FROM totals")
     assert totals == [(5, 5)]
     # No day is counted twice, even while the plain file still holds an archived day.
-    _, count = run_query(out, "SELECT count(*) FROM history")
+    _, count = query(out, "SELECT count(*) FROM history")
     assert count == [(5 * small_api.served,)]
 
 
 def test_docs_show_the_recipe_the_code_runs():
+    from mcap.history.query import user_recipe_sql
+
     docs = (ROOT / "docs" / "queries.md").read_text()
-    assert history_view_sql() in docs and TOTALS_VIEW_SQL in docs
+    assert user_recipe_sql() in docs
 
 
 def _history_over_days(store: HistoryStore, days: list[str], coins: list[dict]) -> bytes:
@@ -252,14 +253,14 @@ def test_a_long_plain_file_is_drained_without_rewriting_it_each_day(
     inode = (tmp_path / "history" / "market_cap_history.jsonl").stat().st_ino
     assert store.archive_closed_days(budget_s=0) == ["2026-03-01"]
     state = store.read_state()
-    assert state["archived_bytes"] > 0  # logically archived, not yet cut
+    assert state.archived_bytes > 0  # logically archived, not yet cut
     assert (tmp_path / "history" / "market_cap_history.jsonl").stat().st_ino == inode
-    _, count = run_query(tmp_path, "SELECT count(*) FROM history")
+    _, count = query(tmp_path, "SELECT count(*) FROM history")
     assert count == [(7 * len(ODD_COINS),)]  # the archived day is not counted twice
     assert export(tmp_path) == written and check_history(tmp_path, 30).ok
     monkeypatch.setattr(archive_module, "CUT_NOW_BYTES", 10**9)
     assert store.archive_closed_days() == ["2026-03-02", "2026-03-03"]
-    assert store.read_state()["archived_bytes"] == 0
+    assert store.read_state().archived_bytes == 0
     assert export(tmp_path) == written and check_history(tmp_path, 30).ok
 
 
@@ -333,6 +334,10 @@ def test_the_docs_sql_runs_on_archives_and_the_plain_tail(small_api, out):
     assert len(statements) >= 5 and all(isinstance(r, list) for r in results)
     coin = next(r for s, r in zip(statements, results, strict=True) if "btc-bitcoin" in s)
     assert len(coin) == 4  # two archived snapshots and two plain ones
+    # The recipe answers as --query does, for every question of the docs.
+    for statement, result in zip(statements, results, strict=True):
+        if statement.startswith(("SELECT", "--")) and "FROM" in statement:
+            assert query(out, statement)[1] == result, statement
 
 
 def test_a_monthly_compaction_interrupted_by_an_older_version_is_finished(tmp_path, clock_at):

@@ -393,7 +393,7 @@ def test_lost_state_is_rebuilt_from_the_files(tmp_path):
         handle.write(b'{"ts":"2026-11-25T11:00:00Z","id":"a"}\n')  # uncommitted
     store.files.state.unlink()
     state = store.read_state()
-    assert state["last_ts"] == "2026-11-25T10:30:00Z" and state["snapshot_count"] == 2
+    assert state.last_ts == "2026-11-25T10:30:00Z" and state.snapshot_count == 2
     assert store.commit(commit_for("2026-11-25T11:00:00Z", ["a"]))
     report = check_history(tmp_path, 30)
     assert report.ok, report.problems

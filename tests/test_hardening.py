@@ -185,7 +185,7 @@ def test_a_rename_failing_after_the_commit_is_repaired_by_the_next_run(
     assert code == 0 and "Skipped" not in stdout
     state = HistoryStore(out).read_state()
     doc = json.loads((out / "market_cap_snapshot.json").read_bytes())
-    assert doc["snapshot_id"] == state["last_snapshot_id"] != first
+    assert doc["snapshot_id"] == state.last_snapshot_id != first
 
 
 @pytest.mark.parametrize(

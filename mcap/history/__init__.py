@@ -1,29 +1,32 @@
-"""The history: committed snapshots, their repair, archives, gaps and the checker.
+"""The history: committed snapshots, their repair, archives, gaps, the reader and the checker.
 
-Layers, bottom to top: files → state → repair → columnar → legacy → archive → store → gaps → check
-→ export.
+Layers, bottom to top: files → state → manifest → repair → reader → columnar → legacy →
+archive → store → gaps → check → export → query.
 """
 
 from .check import CheckReport, check_history
 from .export import TimeRange, export_lines
 from .files import HISTORY_DIR, TARGET_NAMES, HistoryFiles
 from .gaps import Gap, find_gaps, record_failed_run, record_missed_slots
-from .store import Commit, Diff, HistoryStore, diff_snapshots
+from .reader import Picture, open_picture
+from .state import HistoryHead
+from .store import Commit, HistoryStore
 
 __all__ = [
     "HISTORY_DIR",
     "TARGET_NAMES",
     "CheckReport",
     "Commit",
-    "Diff",
     "Gap",
-    "TimeRange",
     "HistoryFiles",
+    "HistoryHead",
     "HistoryStore",
+    "Picture",
+    "TimeRange",
     "check_history",
-    "diff_snapshots",
     "export_lines",
     "find_gaps",
+    "open_picture",
     "record_failed_run",
     "record_missed_slots",
 ]

@@ -1,17 +1,21 @@
-"""Closed days move out of the plain history into verified Parquet files, exactly once.
+"""Closed days move out of the plain history into verified Parquet pieces, exactly once.
 
-A day is archived when it has ended (UTC), by whichever collector appends history. Per day:
-its committed lines are checked against snapshots.jsonl (every snapshot whole, ids unique),
-converted (`columnar.write_day`), read back and compared byte for byte (SHA-256 of the
-regenerated lines against the source lines), moved into place, and listed in
-`archive/manifest.jsonl`. Only then does the state's `archived_bytes` cover them; the plain
-file loses that prefix at once when what remains is small (the usual case: the new day), or
-later, so that a year-long plain file left by an older version is drained day by day
-without rewriting gigabytes per run. Readers never count a day twice: the query recipe
-skips plain rows up to the newest archived day, and the other readers skip `archived_bytes`.
+The archive protocol (docs/design.md): under the history lock, whichever collector appends
+history takes the committed rows of days that have ended (UTC), in order, in pieces of whole
+snapshots (a day, or part of a large one). Per piece:
 
-Each step is idempotent; a run killed anywhere leaves what the next run needs to finish.
-Legacy monthly `.jsonl.gz` archives are converted the same way, day by day, then removed.
+1. its lines are staged (counted and hashed) and checked against snapshots.jsonl;
+2. DuckDB converts them (`columnar.write_piece`) and reads the file back: the sum of a hash
+   of every (ts, position, line) must equal the source's, so the file prints back exactly;
+3. a *switch*, under the readers' exclusive lock: the file is moved into place and its
+   entry appended to the manifest (a torn manifest line is repaired first, never glued);
+4. the state's `archived_bytes` moves past the piece (readers skip archived rows anyway).
+
+Another switch later drops the archived head of the plain file, once every row in it is
+verified present in a listed archive whose file is unchanged (plain bytes against the
+piece's `source_sha256`, the file against its `file_sha256`). Each step is idempotent; a run
+killed anywhere leaves what the next run needs to finish. A run spends at most
+ARCHIVE_BUDGET_S here; a backlog drains over several runs.
 """
 
 from __future__ import annotations
@@ -21,220 +25,402 @@ import logging
 import os
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from ..clock import utc_iso
 from ..errors import HistoryDamaged, WriteError
-from ..fsio import FILE_MODE, append_durably, commit_temp, crash_point
-from ..jsonio import dumps
+from ..fsio import FILE_MODE, atomic_write_bytes, commit_temp, crash_point, discard_temp, fsync_dir
 from ..signals import GUARD
-from .columnar import read_lines, write_day, write_empty
-from .files import HistoryFiles, lines_with_offsets, read_manifest, size_of
-from .legacy import DaySource, day_of, drop_converted_legacy, legacy_days
-from .state import save_state
+from . import columnar
+from .files import HistoryFiles, legacy_month, lines_with_offsets, snapshot_groups, ts_of
+from .legacy import spooled_days
+from .manifest import (
+    ArchiveEntry,
+    Manifest,
+    append_entry,
+    file_sha256,
+    piece_name,
+    read_manifest,
+    repair_manifest,
+    tail_sha256,
+)
+from .reader import switch_lock
+from .state import HistoryHead, save_state
 
 log = logging.getLogger(__name__)
 
-ARCHIVE_BUDGET_S = 25.0  # no run spends longer starting new days (CONTRACT: ≤ 30 s)
-SECONDS_PER_ROW = 15e-6  # measured: convert + verify ≈ 8 s for a paid day (576k rows)
-CUT_NOW_BYTES = 512 * 1024 * 1024  # copy at most this much to drop an archived prefix
+ARCHIVE_BUDGET_S = 25.0  # no run spends longer here (with a rebuild: ≤ 30 s together)
+PIECE_ROWS = 1_000_000  # a paid day polled every 30 min (576,000 rows) is one piece
+SECONDS_PER_ROW = 5e-6  # measured: stage + convert + verify ≈ 5 s per million rows
+CUT_NOW_BYTES = 512 * 1024 * 1024  # copy at most this much to drop an archived head
+SWITCH_WAIT_S = 5.0  # how long a switch waits for readers before it waits for a later run
 
 
 def ensure_archive_dir(files: HistoryFiles) -> None:
-    """archive/ with its zero-row `schema.parquet`, so the query recipe works from day one."""
+    """archive/ with an empty manifest and a zero-row `schema.parquet`, so the DuckDB recipe
+    of docs/queries.md works from the first run."""
     files.archive_dir.mkdir(exist_ok=True)
     if not files.schema.exists():
         tmp = files.archive_dir / f".{files.schema.name}.tmp"
-        write_empty(tmp, files.dir)
+        with columnar.connect(files.dir) as con:
+            columnar.write_empty(con, tmp)
         commit_temp(tmp, files.schema)
+    if not files.manifest.exists():
+        atomic_write_bytes(files.manifest, b"")
 
 
-def archive_closed_days(
-    files: HistoryFiles,
-    state: dict[str, Any],
-    expected: dict[str, int],
+@dataclass
+class Piece:
+    """Whole snapshots of one closed day, `start`…`end` in `path` (a plain or spooled file)."""
+
+    day: str
+    origin: str  # "plain" or a legacy archive's name
+    path: Path
+    start: int
+    end: int
+    rows: int
+    first_ts: str
+    last_ts: str
+    listed: ArchiveEntry | None  # the manifest entry that already holds these snapshots
+
+    def lines(self) -> Iterator[bytes]:
+        for _, line in lines_with_offsets(self.path, limit=self.end, start=self.start):
+            yield line
+
+    def sha256(self) -> str:
+        sha = hashlib.sha256()
+        with open(self.path, "rb") as handle:
+            handle.seek(self.start)
+            remaining = self.end - self.start
+            while remaining > 0 and (block := handle.read(min(remaining, 1 << 20))):
+                sha.update(block)
+                remaining -= len(block)
+        return sha.hexdigest()
+
+
+def pieces_of(
+    path: Path,
+    start: int,
+    limit: int | None,
+    origin: str,
+    manifest: Manifest,
     today: str,
-    budget_s: float = ARCHIVE_BUDGET_S,
-) -> list[str]:
-    """Archive closed days (legacy archives first, then the plain file) within the budget.
+    max_rows: int = PIECE_ROWS,
+) -> Iterator[Piece]:
+    """The pieces of the snapshots in `path` from `start`, in order, days before `today`.
 
-    `expected` maps each committed snapshot's ts to its coin count. Hold the history lock.
+    Snapshots the manifest already covers come as the piece of their entry; the others are
+    grouped by day, at most `max_rows` rows a piece (at least one snapshot).
+
+    Raises:
+        HistoryDamaged: a snapshot up to `archived_through` that no entry covers.
     """
-    started = time.monotonic()
-    done: list[str] = []
-    archived = read_manifest(files)
-    for source in _closed_days(files, state, today, archived):
-        GUARD.checkpoint()
-        elapsed = time.monotonic() - started
-        if done and elapsed + 0.3 + source.rows * SECONDS_PER_ROW > budget_s:
-            log.info("archive: %s waits for the next run (time budget)", source.day)
+    through = manifest.archived_through
+    piece: Piece | None = None
+    lines = lines_with_offsets(path, limit=limit, start=start)
+    for group in snapshot_groups(lines, start):
+        day = group.ts[:10]
+        if day >= today:
             break
-        if source.day not in archived:
-            archived[source.day] = _archive_day(files, source, expected)
-            done.append(source.day)
-        if source.origin == "plain":
-            state["archived_bytes"] = source.end
-            save_state(files, state)
-    drop_converted_legacy(files, archived)
-    if state["archived_bytes"] and (
-        state["history_size"] - state["archived_bytes"] <= CUT_NOW_BYTES
-    ):
-        start_cut(files, state)
-    return done
+        listed = manifest.covering(group.ts) if through and group.ts <= through else None
+        if through and group.ts <= through and listed is None:
+            raise HistoryDamaged(
+                f"snapshot {group.ts} in {path.name} is older than the newest archive "
+                f"({through}) but in no archive piece; not archived, nothing cut"
+            )
+        if piece is not None and (
+            listed is not piece.listed
+            or (listed is None and (day != piece.day or piece.rows + group.rows > max_rows))
+        ):
+            yield piece
+            piece = None
+        if piece is None:
+            piece = Piece(day, origin, path, group.start, group.end, 0, group.ts, group.ts, listed)
+        piece.rows += group.rows
+        piece.end, piece.last_ts = group.end, group.ts
+    if piece is not None:
+        yield piece
 
 
-def _closed_days(
-    files: HistoryFiles, state: dict[str, Any], today: str, archived: dict[str, Any]
-) -> Iterator[DaySource]:
-    for legacy in files.legacy_archives():
-        yield from legacy_days(files, legacy, archived)
-    yield from _plain_days(files, state, today)
+class Archiver:
+    """One run's archive step (hold the history lock): pieces, switches, the head's cut."""
 
+    def __init__(self, files: HistoryFiles, head: HistoryHead, expected: dict[str, int]) -> None:
+        self.files = files
+        self.head = head
+        self.expected = expected  # ts → coin count of every committed snapshot
+        self.manifest = read_manifest(files)
+        self.done: list[str] = []
+        self._started = time.monotonic()
+        self._budget_s = ARCHIVE_BUDGET_S
 
-def _plain_days(files: HistoryFiles, state: dict[str, Any], today: str) -> Iterator[DaySource]:
-    """Closed days at the head of the committed plain rows, past what is archived."""
-    start, day, rows, end = state["archived_bytes"], None, 0, state["archived_bytes"]
-    committed = state["history_size"]
-    for offset_end, line in lines_with_offsets(files.rows, limit=committed, start=start):
-        line_day = day_of(line)
-        if line_day != day:
-            if day is not None:
-                yield _plain_source(files, day, start, end, rows)
-                start = end
-            if line_day >= today:
+    def run(self, today: str, budget_s: float = ARCHIVE_BUDGET_S) -> HistoryHead:
+        """Archive closed days within the budget; returns the head as it now is."""
+        self._budget_s = budget_s
+        if not self._repair_manifest():
+            return self.head
+        if self.head.pending_compaction:
+            self._finish_legacy_compaction()
+        if self._legacy(today):
+            self._plain(today)
+        self._drop_archived_head()
+        return self.head
+
+    # --- budget -----------------------------------------------------------------------------
+    def _room_for(self, rows: int) -> bool:
+        elapsed = time.monotonic() - self._started
+        return not self.done or elapsed + 0.3 + rows * SECONDS_PER_ROW <= self._budget_s
+
+    # --- the manifest -----------------------------------------------------------------------
+    def _repair_manifest(self) -> bool:
+        if self.manifest.clean:
+            return True
+        with switch_lock(self.files, SWITCH_WAIT_S) as held:
+            if not held:
+                log.info("archive: readers hold the history; the manifest repair waits")
+                return False
+            self.manifest = repair_manifest(self.files, self.manifest)
+        return True
+
+    # --- sources ------------------------------------------------------------------------------
+    def _legacy(self, today: str) -> bool:
+        """Convert legacy monthly archives; False when the budget ran out on the way."""
+        for legacy in self.files.legacy_archives():
+            days = spooled_days(self.files, legacy, self.manifest.archived_through)
+            try:
+                for spool in days:
+                    for piece in pieces_of(spool, 0, None, legacy.name, self.manifest, today):
+                        if piece.listed is None and not self._archive(piece):
+                            return False
+            finally:
+                days.close()
+            self._drop_legacy(legacy)  # every line of it is in Parquet now
+        return True
+
+    def _plain(self, today: str) -> None:
+        head = self.head
+        for piece in pieces_of(
+            self.files.rows, head.archived_bytes, head.history_size, "plain", self.manifest, today
+        ):
+            GUARD.checkpoint()
+            if piece.listed is not None:
+                self._check_listed(piece)  # listed by a run killed before it moved on
+            elif not self._archive(piece):
                 return
-            day, rows = line_day, 0
-        rows += 1
-        end = offset_end
-    if day is not None and day < today:
-        yield _plain_source(files, day, start, end, rows)
+            self._advance(piece.end)
 
+    def _advance(self, end: int) -> None:
+        self.head = self.head.replace(archived_bytes=end)
+        save_state(self.files, self.head)
 
-def _plain_source(files: HistoryFiles, day: str, start: int, end: int, rows: int) -> DaySource:
-    def lines() -> Iterator[bytes]:
-        with open(files.rows, "rb") as handle:
-            handle.seek(start)
-            while handle.tell() < end:
-                yield handle.readline()
+    # --- one piece ------------------------------------------------------------------------
+    def _archive(self, piece: Piece) -> bool:
+        """Convert, verify, switch in one piece; False when it must wait for a later run."""
+        GUARD.checkpoint()
+        if not self._room_for(piece.rows):
+            log.info("archive: %s … %s waits for the next run (time budget)", piece.first_ts,
+                     piece.last_ts)  # fmt: skip
+            return False
+        part = sum(1 for entry in self.manifest.entries if entry.day == piece.day)
+        name = piece_name(piece.day, part)
+        tmp = self.files.archive_dir / f".{name}.tmp"
+        staging = self.files.dir / f".{name}.stage.tmp"
+        try:
+            staged = columnar.stage_lines(piece.lines(), staging)
+            self._check_snapshots(piece, staged.counts)
+            raw_rows = self._convert(staging, staged, tmp, piece)
+            crash_point("archive.before_rename")
+            os.chmod(tmp, FILE_MODE)
+            entry = self._entry(piece, name, tmp, staged, raw_rows)
+            with switch_lock(self.files, SWITCH_WAIT_S) as held:
+                if not held:
+                    log.info("archive: readers hold the history; %s waits", name)
+                    return False
+                commit_temp(tmp, self.files.archive_file(name))
+                crash_point("archive.before_manifest")
+                append_entry(self.files, entry)
+        finally:
+            discard_temp(tmp if tmp.exists() else None)
+            staging.unlink(missing_ok=True)
+        self.manifest = read_manifest(self.files)
+        self.done.append(name)
+        log.info(
+            "archive: %s → %s (%d rows, %d bytes, %.1f B/row)",
+            piece.day, name, entry.rows, entry.bytes, entry.bytes / max(1, entry.rows),
+        )  # fmt: skip
+        return True
 
-    return DaySource(day, "plain", lines, rows, end)
+    def _convert(self, staging: Path, staged: columnar.Staged, tmp: Path, piece: Piece) -> int:
+        """Write the piece and prove it prints back; the per-row check only when needed."""
+        with columnar.connect(self.files.dir) as con:
+            source = columnar.source_checksum(con, staging)
+            for checked in (False, True):
+                columnar.write_piece(con, staging, staged, tmp, checked)
+                rows, raw_rows, checksum = columnar.stored_checksum(con, str(tmp))
+                if (rows, checksum) == source:
+                    return raw_rows
+                log.info("archive: %s needs the per-row check (some lines are unusual)", tmp.name)
+        raise WriteError(f"archive of {piece.day} did not read back identically; kept plain")
 
+    def _entry(
+        self, piece: Piece, name: str, tmp: Path, staged: columnar.Staged, raw_rows: int
+    ) -> ArchiveEntry:
+        size = tmp.stat().st_size
+        with open(tmp, "rb") as handle:
+            digest, tail = file_sha256(handle), tail_sha256(handle, size)
+        part = int(name.split(".")[1]) if name.count(".") == 2 else 0
+        return ArchiveEntry(
+            piece.day, part, name, staged.first_ts, staged.last_ts, staged.rows,
+            len(staged.counts), raw_rows, size, digest, tail, staged.sha256, piece.origin,
+            utc_iso(),
+        )  # fmt: skip
 
-def _archive_day(files: HistoryFiles, source: DaySource, expected: dict[str, int]) -> dict:
-    """Convert, verify, move into place and list one day; returns its manifest entry."""
-    final = files.day_archive(source.day)
-    tmp = files.archive_dir / f".{final.name}.tmp"
-    try:
-        digest = write_day(source.lines(), tmp, files.dir)
-        _check_snapshots(source, digest.snapshots, expected)
-        regenerated = _sha256_of(read_lines(tmp, files.dir))
-        if regenerated != digest.sha256.hexdigest():
-            raise WriteError(f"archive of {source.day} did not read back identically; kept plain")
-        crash_point("archive.before_rename")
-        os.chmod(tmp, FILE_MODE)
-        commit_temp(tmp, final)
-    finally:
-        tmp.unlink(missing_ok=True)
-    entry = {
-        "day": source.day,
-        "file": final.name,
-        "rows": digest.rows,
-        "snapshots": len(digest.snapshots),
-        "raw_rows": digest.raw_rows,
-        "bytes": final.stat().st_size,
-        "file_sha256": _sha256_of(_chunks(final)),
-        "source_sha256": digest.sha256.hexdigest(),
-        "source": source.origin,
-        "archived_at": utc_iso(),
-    }
-    crash_point("archive.before_manifest")
-    append_durably(files.manifest, (dumps(entry) + "\n").encode())
-    log.info(
-        "archive: %s → %s (%d rows, %d bytes, %.1f B/row)",
-        source.day,
-        final.name,
-        digest.rows,
-        entry["bytes"],
-        entry["bytes"] / max(1, digest.rows),
-    )
-    return entry
+    def _check_snapshots(self, piece: Piece, found: dict[str, int]) -> None:
+        """Every snapshot of the piece whole, and nothing that snapshots.jsonl does not list."""
+        wanted = {ts: n for ts, n in self.expected.items() if piece.first_ts <= ts <= piece.last_ts}
+        if found != wanted:
+            odd = sorted(ts for ts in set(found) | set(wanted) if found.get(ts) != wanted.get(ts))
+            raise HistoryDamaged(
+                f"{piece.day} in {piece.origin} does not match snapshots.jsonl (first: "
+                f"{odd[0]}: {found.get(odd[0])} rows, expected {wanted.get(odd[0])}); "
+                "not archived"
+            )
 
+    def _check_listed(self, piece: Piece) -> None:
+        """Plain rows a listed piece holds must be exactly its source."""
+        entry = piece.listed
+        assert entry is not None
+        if piece.sha256() != entry.source_sha256:
+            raise HistoryDamaged(
+                f"plain rows {piece.first_ts} … {piece.last_ts} differ from archive/"
+                f"{entry.file}, which should hold them; not cut"
+            )
 
-def _check_snapshots(source: DaySource, found: dict[str, int], expected: dict[str, int]) -> None:
-    """Every snapshot of the day whole, and nothing that snapshots.jsonl does not list."""
-    wanted = {ts: n for ts, n in expected.items() if ts.startswith(source.day)}
-    if found != wanted:
-        odd = sorted(ts for ts in set(found) | set(wanted) if found.get(ts) != wanted.get(ts))
-        raise HistoryDamaged(
-            f"{source.day} in {source.origin} does not match snapshots.jsonl (first: {odd[0]}: "
-            f"{found.get(odd[0])} rows, expected {wanted.get(odd[0])}); not archived"
+    # --- switches that remove files ---------------------------------------------------------
+    def _drop_archived_head(self) -> None:
+        """Drop the archived head of the plain file, once it is verified in the archives."""
+        head = self.head
+        if not head.archived_bytes or head.history_size - head.archived_bytes > CUT_NOW_BYTES:
+            return
+        self._verify_archived_head()
+        rows = self.files.rows
+        tmp = rows.with_name(f".{rows.name}.cut.tmp")
+        try:
+            _copy_range(rows, head.archived_bytes, head.history_size, tmp)
+            with switch_lock(self.files, SWITCH_WAIT_S) as held:
+                if not held:
+                    log.info("archive: readers hold the history; the plain file is cut later")
+                    return
+                save_state(self.files, head.replace(cutting=head.archived_bytes))
+                crash_point("archive.before_cut")
+                commit_temp(tmp, rows)
+                self.head = head.replace(
+                    history_size=head.history_size - head.archived_bytes, archived_bytes=0
+                )
+                save_state(self.files, self.head)
+        finally:
+            discard_temp(tmp if tmp.exists() else None)
+
+    def _verify_archived_head(self) -> None:
+        """Every row before `archived_bytes` is in a listed piece whose file is unchanged."""
+        checked: set[str] = set()
+        for piece in pieces_of(
+            self.files.rows, 0, self.head.archived_bytes, "plain", self.manifest, "9999"
+        ):
+            if piece.listed is None:
+                raise HistoryDamaged(
+                    f"plain rows {piece.first_ts} … {piece.last_ts} are before archived_bytes "
+                    "but in no archive; not cut"
+                )
+            self._check_listed(piece)
+            checked.add(piece.listed.file)
+        for entry in self.manifest.entries:
+            if entry.file in checked:
+                with open(self.files.archive_file(entry.file), "rb") as handle:
+                    if file_sha256(handle) != entry.file_sha256:
+                        raise HistoryDamaged(f"archive/{entry.file} changed; the plain rows stay")
+
+    def _drop_legacy(self, legacy: Path) -> None:
+        with switch_lock(self.files, SWITCH_WAIT_S) as held:
+            if not held:
+                return
+            legacy.unlink()
+            fsync_dir(self.files.dir)
+        log.info("archive: %s converted to daily Parquet files and removed", legacy.name)
+
+    def _finish_legacy_compaction(self) -> None:
+        """A monthly compaction an older version left half done: its verified .jsonl.gz holds
+        the month, so the same lines at the head of the plain file are dropped, once they
+        are proven identical (the daily conversion of the .jsonl.gz follows)."""
+        head = self.head
+        months = set(head.pending_compaction)
+        keep_from = 0
+        for end, line in lines_with_offsets(self.files.rows, limit=head.history_size):
+            month = ts_of(line)[:7]
+            if month not in months or not self._legacy_path(month).exists():
+                break
+            keep_from = end
+        if keep_from and _gz_sha256(self._legacy_months(months)) == _range_sha256(
+            self.files.rows, 0, keep_from
+        ):
+            self.head = head.replace(pending_compaction=(), archived_bytes=keep_from)
+            save_state(self.files, self.head)
+            self._drop_legacy_head(keep_from)
+        else:
+            self.head = head.replace(pending_compaction=())
+            save_state(self.files, self.head)
+
+    def _drop_legacy_head(self, end: int) -> None:
+        head, rows = self.head, self.files.rows
+        tmp = rows.with_name(f".{rows.name}.cut.tmp")
+        try:
+            _copy_range(rows, end, head.history_size, tmp)
+            with switch_lock(self.files, SWITCH_WAIT_S) as held:
+                if not held:
+                    return
+                save_state(self.files, head.replace(cutting=end))
+                commit_temp(tmp, rows)
+                self.head = head.replace(history_size=head.history_size - end, archived_bytes=0)
+                save_state(self.files, self.head)
+        finally:
+            discard_temp(tmp if tmp.exists() else None)
+
+    def _legacy_path(self, month: str) -> Path:
+        return self.files.dir / f"market_cap_history-{month}.jsonl.gz"
+
+    def _legacy_months(self, months: set[str]) -> list[Path]:
+        return sorted(
+            (p for p in self.files.legacy_archives() if legacy_month(p) in months),
+            key=legacy_month,
         )
 
 
-def _chunks(path: Path) -> Iterator[bytes]:
-    with open(path, "rb") as handle:
-        while block := handle.read(1 << 20):
-            yield block
+def _copy_range(path: Path, start: int, end: int, target: Path) -> None:
+    with open(path, "rb") as src, open(target, "wb") as dst:
+        src.seek(start)
+        remaining = end - start
+        while remaining > 0 and (block := src.read(min(remaining, 1 << 20))):
+            dst.write(block)
+            remaining -= len(block)
+        dst.flush()
+        os.fsync(dst.fileno())
+    os.chmod(target, FILE_MODE)
 
 
-def _sha256_of(blocks: Iterator[bytes]) -> str:
+def _range_sha256(path: Path, start: int, end: int) -> str:
     sha = hashlib.sha256()
-    for block in blocks:
-        sha.update(block)
+    for _, line in lines_with_offsets(path, limit=end, start=start):
+        sha.update(line)
     return sha.hexdigest()
 
 
-def file_sha256(path: Path) -> str:
-    return _sha256_of(_chunks(path))
+def _gz_sha256(paths: list[Path]) -> str:
+    import gzip
 
-
-# --- dropping the archived prefix of the plain file ------------------------------------------
-
-
-def start_cut(files: HistoryFiles, state: dict[str, Any]) -> None:
-    """Mark, then drop the archived prefix of the plain file (copying what follows it)."""
-    state["cutting"] = state["archived_bytes"]
-    save_state(files, state)
-    finish_cut(files, state)
-
-
-def finish_cut(files: HistoryFiles, state: dict[str, Any]) -> None:
-    """Idempotent: after a crash the file is either still whole or already cut."""
-    cut, committed = state["cutting"], state["history_size"]
-    if size_of(files.rows) != committed - cut:  # not cut yet
-        tmp = files.rows.with_name(f".{files.rows.name}.cut.tmp")
-        with open(files.rows, "rb") as src, open(tmp, "wb") as dst:
-            src.seek(cut)
-            remaining = committed - cut
-            while remaining > 0:
-                block = src.read(min(remaining, 1 << 20))
-                if not block:
-                    break
-                dst.write(block)
-                remaining -= len(block)
-            dst.flush()
-            os.fsync(dst.fileno())
-        os.chmod(tmp, FILE_MODE)
-        crash_point("archive.before_cut")
-        commit_temp(tmp, files.rows)
-    state.update(history_size=committed - cut, archived_bytes=0, cutting=0)
-    save_state(files, state)
-
-
-def finish_legacy_compaction(files: HistoryFiles, state: dict[str, Any]) -> None:
-    """A monthly compaction interrupted by an older version: its verified .jsonl.gz holds the
-    month, so those rows are dropped from the plain file (the daily conversion follows)."""
-    months = set(state["pending_compaction"])
-    keep_from = 0
-    for offset_end, line in lines_with_offsets(files.rows, limit=state["history_size"]):
-        month = day_of(line)[:7]
-        if month not in months or not (files.dir / f"market_cap_history-{month}.jsonl.gz").exists():
-            break
-        keep_from = offset_end
-    state["pending_compaction"] = []
-    if keep_from:
-        state["archived_bytes"] = keep_from
-        start_cut(files, state)
-    else:
-        save_state(files, state)
+    sha = hashlib.sha256()
+    for path in paths:
+        with gzip.open(path, "rb") as handle:
+            while block := handle.read(1 << 20):
+                sha.update(block)
+    return sha.hexdigest()

@@ -1,20 +1,23 @@
 """History rows ⇄ Parquet, exactly: every line can be printed back byte for byte.
 
-One Parquet file (zstd) per archived day, sorted by (id, ts) so one coin's rows sit
+One Parquet file (zstd) per archived piece, sorted by (id, ts) so one coin's rows sit
 together. Columns: `ts TIMESTAMP, id VARCHAR, rank INTEGER`, one DOUBLE per numeric field
 (`price_usd`, `market_cap_usd`, …, `circulating_supply`), and three that make the round
-trip exact:
+trip exact (docs/design.md, "Archive protocol"):
 
 - `layout`: the row's keys after ts and id, in order, each with its JSON type
   (`rank:i price_usd:f market_cap_usd:i …`; i int, f float, n null). Absent keys are
   absent, ints come back as ints, floats as the same double.
 - `raw`: the original line, for the rare row the columns cannot carry exactly (an int
-  beyond ±2^53, an unknown key, a rank outside 32 bits, a line our encoder would not
-  write); its typed columns still hold the nearest values for queries.
+  beyond ±2^53, a rank outside 32 bits, an unknown key, a line our encoder would not write);
+  its typed columns still hold the nearest values for queries.
 - `ordd`: the line's position in its snapshot minus its rank (≈ 0, so nearly free);
   `ORDER BY ts, ordd + coalesce(rank, 0)` restores the file's order.
 
-DuckDB is imported here only, so a run that archives nothing stays small and quick.
+All the work runs inside DuckDB: a line is regenerated in SQL from its columns (DuckDB prints
+a DOUBLE exactly as Python's repr does, and `py_json_str` escapes text as Python's json
+does), so converting, verifying and printing back cost no Python per row. DuckDB is
+imported here only, so a run that archives nothing stays small and quick.
 """
 
 from __future__ import annotations
@@ -25,212 +28,329 @@ import json
 import os
 import re
 import shutil
+import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..jsonio import dumps
+from ..clock import parse_iso
+from .files import ts_key, ts_of
 
 MAX_EXACT_INT = 2**53
 INT32 = 2**31 - 1
 FETCH_BATCH = 10_000
-MEMORY_LIMIT = "200MB"
-THREADS = 2
 ZSTD_LEVEL = 9
-_TS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\Z")
-NUMERIC_KEY = re.compile(
-    r"(rank|circulating_supply|(price|market_cap|volume_24h|percent_change_24h)_[a-z]{3})\Z"
-)
-_KINDS = {int: "i", float: "f", type(None): "n"}
-INTERNAL_COLUMNS = ("layout", "raw", "ordd")
+THREADS = 2
 SPILL_DIR = ".duckdb-spill"
+NUMERIC_KEY = re.compile(
+    r"(circulating_supply|(price|market_cap|volume_24h|percent_change_24h)_[a-z]{3})\Z"
+)
+STANDARD_NUMERIC = (
+    "price_usd",
+    "market_cap_usd",
+    "volume_24h_usd",
+    "percent_change_24h_usd",
+    "circulating_supply",
+)
+INTERNAL_COLUMNS = ("layout", "raw", "ordd")
+_TS_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+# Python's json.dumps (ensure_ascii) for one character, and for a whole string: the common
+# printable-ASCII case is a plain concatenation.
+_MACROS = r"""
+CREATE OR REPLACE TEMP MACRO py_json_char(c) AS CASE
+  WHEN c = '"' THEN '\"' WHEN c = '\' THEN '\\'
+  WHEN c = chr(10) THEN '\n' WHEN c = chr(13) THEN '\r' WHEN c = chr(9) THEN '\t'
+  WHEN c = chr(8) THEN '\b' WHEN c = chr(12) THEN '\f'
+  WHEN unicode(c) < 32 THEN printf('\u%04x', unicode(c))
+  WHEN unicode(c) < 127 THEN c
+  WHEN unicode(c) < 65536 THEN printf('\u%04x', unicode(c))
+  ELSE printf('\u%04x\u%04x', 55296 + ((unicode(c) - 65536) >> 10),
+              56320 + ((unicode(c) - 65536) & 1023))
+END;
+CREATE OR REPLACE TEMP MACRO py_json_str(s) AS '"' || CASE
+  WHEN regexp_full_match(s, '[ !#-\[\]-~]*') THEN s
+  ELSE array_to_string(list_transform(string_split(s, ''), lambda c: py_json_char(c)), '')
+END || '"';
+"""
 
 
-@dataclass
-class DayDigest:
-    """What a day's source lines were: counted and hashed while they were converted."""
+def sql_text(text: str) -> str:
+    """A SQL string literal."""
+    return "'" + text.replace("'", "''") + "'"
 
-    rows: int = 0
-    raw_rows: int = 0
-    sha256: Any = field(default_factory=hashlib.sha256)
-    snapshots: dict[str, int] = field(default_factory=dict)  # ts → rows
-    numeric_columns: list[str] = field(default_factory=list)
+
+def quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
 @contextlib.contextmanager
-def _connect(work_dir: Path) -> Iterator[Any]:
-    """A DuckDB connection with bounded memory; what a sort spills stays beside the history."""
+def connect(
+    spill_dir: Path | None, memory_limit: str = "250MB", threads: int = THREADS
+) -> Iterator[Any]:
+    """A DuckDB connection with bounded memory and the line macros.
+
+    What a sort spills goes to `spill_dir` (beside the history for a collector; a private
+    temporary directory, removed afterwards, for a view), never to the working directory.
+    """
     import duckdb  # only where archives are written or read
 
-    spill = work_dir / SPILL_DIR  # never the cwd, which is $HOME under cron
+    private = spill_dir is None
+    spill = Path(tempfile.mkdtemp(prefix="mcap-duckdb-")) if private else spill_dir / SPILL_DIR
     con = duckdb.connect()
     try:
-        con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
-        con.execute(f"SET threads = {THREADS}")
+        con.execute(f"SET memory_limit = {sql_text(memory_limit)}")
+        con.execute(f"SET threads = {threads}")
         con.execute("SET preserve_insertion_order = false")
-        con.execute(f"SET temp_directory = '{_sql_text(str(spill))}'")
+        con.execute(f"SET temp_directory = {sql_text(str(spill))}")
+        con.execute(_MACROS)
         yield con
     finally:
         con.close()
         shutil.rmtree(spill, ignore_errors=True)
 
 
-def _sql_text(text: str) -> str:
-    return text.replace("'", "''")
+# --- staging: the piece's lines, counted and hashed, each with its position -----------------
 
 
-def _record(line: bytes, position: int, digest: DayDigest) -> dict[str, Any]:
-    """One history line as the normalised record DuckDB loads (and whether it is raw)."""
-    text = line.decode("utf-8", "surrogateescape").rstrip("\n")
-    try:
-        row = json.loads(text)
-    except ValueError:
-        row = None
-    if not isinstance(row, dict):
-        raise ValueError(f"history line {digest.rows + 1} of the day is not a JSON object")
-    ts, ident = row.get("ts"), row.get("id")
-    keys = list(row)
-    exact = keys[:2] == ["ts", "id"] and isinstance(ts, str) and isinstance(ident, str)
-    exact = exact and _TS.match(ts) is not None
-    record: dict[str, Any] = {"ts": ts if exact else None, "id": ident if exact else None}
-    parts = []
-    for key in keys[2:]:
-        value, kind = row[key], _KINDS.get(type(row[key]))
-        if kind is None or NUMERIC_KEY.match(key) is None:
-            exact = False
-            continue
-        if key not in digest.numeric_columns and key != "rank":
-            digest.numeric_columns.append(key)
-        if key == "rank":
-            fits = kind != "f" and (value is None or -INT32 <= value <= INT32)
-            record["rank"] = value if fits else None
-            exact = exact and fits
-        else:
-            record[key] = value
-            exact = exact and (kind != "i" or -MAX_EXACT_INT <= value <= MAX_EXACT_INT)
-        parts.append(f"{key}:{kind}")
-    exact = exact and dumps(row) == text
-    record["layout"] = " ".join(parts) if exact else None
-    record["raw"] = None if exact else text
-    record["ordd"] = position - (record.get("rank") or 0)
-    if not exact:
-        digest.raw_rows += 1
-        record["ts"], record["id"] = _best_effort_ts(ts), ident if isinstance(ident, str) else ""
-    return record
+@dataclass
+class Staged:
+    """What a piece's source lines were, measured while they were staged for DuckDB."""
+
+    rows: int = 0
+    counts: dict[str, int] = field(default_factory=dict)  # ts → rows, in order
+    numeric: list[str] = field(default_factory=list)  # numeric keys seen, in order
+    sha256: str = ""
+
+    @property
+    def first_ts(self) -> str:
+        return next(iter(self.counts))
+
+    @property
+    def last_ts(self) -> str:
+        return next(reversed(self.counts))
 
 
-def _best_effort_ts(ts: Any) -> str:
-    return ts if isinstance(ts, str) and _TS.match(ts) else "1970-01-01T00:00:00Z"
+def stage_lines(lines: Iterable[bytes], staging: Path) -> Staged:
+    """Write `position-in-snapshot TAB line` for each line, hashing the lines as they were.
 
-
-def write_day(lines: Iterable[bytes], target: Path, work_dir: Path) -> DayDigest:
-    """Convert one day's lines into `target` (Parquet, zstd), hashing them on the way.
-
-    The Parquet file is written under a temporary name in `work_dir`; the caller verifies
-    it (`read_lines`) before moving it into place.
+    Raises:
+        HistoryDamaged: a line without a valid ts prefix.
     """
-    digest = DayDigest()
-    staging = work_dir / f".{target.name}.ndjson.tmp"
-    positions: dict[str, int] = {}
+    staged = Staged()
+    sha = hashlib.sha256()
+    key, ts, position = b"", "", 0
+    with open(staging, "wb", buffering=1 << 20) as out:
+        write = out.write
+        for line in lines:
+            if ts_key(line) != key:
+                if key:
+                    staged.counts[ts] = position
+                ts = ts_of(line)
+                parse_iso(ts)  # once per snapshot: a valid time
+                key, position = ts_key(line), 0
+                _note_keys(line, staged.numeric)
+            sha.update(line)
+            write(b"%d\t" % position)
+            write(line)
+            position += 1
+        if key:
+            staged.counts[ts] = position
+        out.flush()
+        os.fsync(out.fileno())
+    staged.rows = sum(staged.counts.values())
+    staged.sha256 = sha.hexdigest()
+    return staged
+
+
+def _note_keys(line: bytes, numeric: list[str]) -> None:
+    """The numeric keys of a snapshot's first line (rows of a snapshot share their quotes)."""
     try:
-        with open(staging, "w", encoding="ascii") as out:
-            for line in lines:
-                digest.sha256.update(line)
-                ts = _peek_ts(line)
-                position = positions.get(ts, 0)
-                positions[ts] = position + 1
-                out.write(dumps(_record(line, position, digest)) + "\n")
-                digest.rows += 1
-        digest.snapshots = positions
-        _copy_to_parquet(staging, target, digest.numeric_columns, work_dir)
-    finally:
-        staging.unlink(missing_ok=True)
-    return digest
+        row = json.loads(line)
+    except ValueError:
+        return
+    if isinstance(row, dict):
+        for key in row:
+            if NUMERIC_KEY.match(key) and key not in numeric:
+                numeric.append(key)
+    if "circulating_supply" not in numeric:  # absent on the first coin, present on others
+        numeric.append("circulating_supply")
 
 
-def _peek_ts(line: bytes) -> str:
-    return line[7:27].decode("ascii", "replace") if line.startswith(b'{"ts":"') else ""
+# --- SQL for one line, from its values ------------------------------------------------------
 
 
-def _copy_to_parquet(staging: Path, target: Path, numeric: list[str], work_dir: Path) -> None:
-    types = {"ts": "TIMESTAMP", "id": "VARCHAR", "rank": "INTEGER"}
-    types |= dict.fromkeys(numeric, "DOUBLE")
-    types |= {"layout": "VARCHAR", "raw": "VARCHAR", "ordd": "INTEGER"}
-    columns = ", ".join(f"'{name}': '{kind}'" for name, kind in types.items())
-    with _connect(work_dir) as con:
-        con.execute(
-            f"COPY (SELECT * FROM read_json('{_sql_text(str(staging))}', "
-            f"format = 'newline_delimited', columns = {{{columns}}}, "
-            "timestampformat = '%Y-%m-%dT%H:%M:%SZ') ORDER BY id, ts) "
-            f"TO '{_sql_text(str(target))}' "
-            f"(FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL {ZSTD_LEVEL})"
+def _value_sql(key: str, kind: str) -> str:
+    """The JSON text of one value of a row, as Python's json.dumps writes it."""
+    column = quoted(key)
+    if kind == "n":
+        return "'null'"
+    if kind == "i":
+        return f"CAST(TRY_CAST({column} AS BIGINT) AS VARCHAR)"
+    return f"CAST({column} AS VARCHAR)"
+
+
+def _line_start() -> str:
+    return "'{\"ts\":\"' || strftime(ts, '%Y-%m-%dT%H:%M:%SZ') || '\",\"id\":' || py_json_str(id)"
+
+
+def _layout_line_sql(layout: str) -> str:
+    """The line of a row stored with `layout` (a fixed list of key:kind)."""
+    parts = [_line_start()]
+    for item in layout.split():
+        key, _, kind = item.partition(":")
+        parts.append(f"',{_json_key(key)}:' || {_value_sql(key, kind)}")
+    return " || ".join(parts) + " || '}'"
+
+
+def _json_key(key: str) -> str:
+    return '"' + key + '"'  # numeric keys match NUMERIC_KEY (or are `rank`): plain ASCII
+
+
+def line_sql(layouts: Iterable[str]) -> str:
+    """A SQL expression printing each stored row back as its original line (no newline)."""
+    cases = " ".join(f"WHEN {sql_text(lay)} THEN {_layout_line_sql(lay)}" for lay in layouts)
+    return f"coalesce(raw, CASE layout {cases} END)" if cases else "raw"
+
+
+def _kind_sql(value: str) -> str:
+    return (
+        f"CASE json_type({value}) WHEN 'NULL' THEN 'n' WHEN 'DOUBLE' THEN 'f' "
+        f"WHEN 'BIGINT' THEN 'i' WHEN 'UBIGINT' THEN 'i' END"
+    )
+
+
+def _parsed_sql(staging: Path, numeric: list[str]) -> str:
+    """Each staged line with its typed values and each key's kind (NULL: absent or odd)."""
+    keys = ["rank", *numeric]
+    paths = ", ".join(sql_text(f"$.{key}") for key in ["id", *keys])
+    typed = ["json_extract_string(v[1], '$') AS id"]
+    for index, key in enumerate(keys, start=2):
+        kind = "INTEGER" if key == "rank" else "DOUBLE"
+        typed.append(f"TRY_CAST(v[{index}] AS {kind}) AS {quoted(key)}")
+        typed.append(f"{_kind_sql(f'v[{index}]')} AS {quoted('k_' + key)}")
+    source = (
+        f"read_csv({sql_text(str(staging))}, delim = '\t', quote = '', escape = '', "
+        "header = false, auto_detect = false, columns = {'pos': 'BIGINT', 'line': 'VARCHAR'})"
+    )
+    return (
+        f"SELECT pos, rtrim(line, chr(10)) AS line, "
+        f"strptime(substr(line, 8, 20), '{_TS_FORMAT}') AS ts, {', '.join(typed)} "
+        f"FROM (SELECT pos, line, json_extract(line, [{paths}]) AS v FROM {source})"
+    )
+
+
+def _row_layout_sql(keys: list[str]) -> str:
+    return (
+        "ltrim("
+        + " || ".join(
+            f"CASE WHEN {quoted('k_' + k)} IS NULL THEN '' ELSE ' {k}:' || {quoted('k_' + k)} END"
+            for k in keys
         )
+        + ")"
+    )
+
+
+def _row_line_sql(keys: list[str]) -> str:
+    """The line a parsed row would print back as (by each key's kind in this row)."""
+    parts = [_line_start()]
+    for key in keys:
+        kind = quoted("k_" + key)
+        values = " ".join(
+            f"WHEN '{k}' THEN ',{_json_key(key)}:' || {_value_sql(key, k)}" for k in "ifn"
+        )
+        parts.append(f"CASE WHEN {kind} IS NULL THEN '' ELSE CASE {kind} {values} END END")
+    return " || ".join(parts) + " || '}'"
+
+
+def _exact_sql(keys: list[str], checked: bool) -> str:
+    """Whether a parsed row can be stored as columns + layout.
+
+    Unchecked (the fast path), only what the columns cannot hold is excluded; checked, the
+    row is also printed back and compared with its line.
+    """
+    limits = [f"{quoted('k_rank')} IS DISTINCT FROM 'f'", "id IS NOT NULL"]
+    limits.append(f"(rank IS NOT NULL OR {quoted('k_rank')} IS DISTINCT FROM 'i')")
+    for key in keys[1:]:
+        column, kind = quoted(key), quoted("k_" + key)
+        limits.append(f"({kind} IS DISTINCT FROM 'i' OR abs({column}) <= {MAX_EXACT_INT})")
+    if checked:
+        limits.append(f"coalesce({_row_line_sql(keys)} = line, false)")
+    return " AND ".join(limits)
+
+
+def write_piece(con: Any, staging: Path, staged: Staged, target: Path, checked: bool) -> None:
+    """Convert a staged piece into `target` (Parquet, zstd), sorted by (id, ts)."""
+    keys = ["rank", *staged.numeric]
+    numeric = ", ".join(quoted(k) for k in staged.numeric)
+    parsed = _parsed_sql(staging, staged.numeric)
+    con.execute(
+        f"""COPY (
+  SELECT ts, id, rank, {numeric},
+         CASE WHEN exact THEN {_row_layout_sql(keys)} END AS layout,
+         CASE WHEN exact THEN NULL ELSE line END AS raw,
+         CAST(pos - coalesce(rank, 0) AS INTEGER) AS ordd
+  FROM (SELECT *, {_exact_sql(keys, checked)} AS exact FROM ({parsed}))
+  ORDER BY id, ts
+) TO {sql_text(str(target))} (FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL {ZSTD_LEVEL})"""
+    )
     with open(target, "rb") as handle:
         os.fsync(handle.fileno())
 
 
-def read_lines(path: Path, work_dir: Path) -> Iterator[bytes]:
-    """The archived day's lines, byte for byte as they were in the plain history."""
-    with _connect(work_dir) as con:
-        source = f"read_parquet('{_sql_text(str(path))}')"
-        names = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()]
-        numeric = [n for n in names if n not in ("ts", "id", "rank", *INTERNAL_COLUMNS)]
-        select = ", ".join(
-            ["strftime(ts, '%Y-%m-%dT%H:%M:%SZ')", "id", "rank", *map(_quoted, numeric)]
-            + ["layout", "raw"]
+def source_checksum(con: Any, staging: Path) -> tuple[int, int]:
+    """(rows, order-free sum of hash(ts, position, line)) of the staged lines."""
+    return con.execute(
+        "SELECT count(*), coalesce(sum(hash(substr(line, 8, 20), CAST(pos AS BIGINT), "
+        "rtrim(line, chr(10)))), 0) "
+        f"FROM read_csv({sql_text(str(staging))}, delim = '\t', quote = '', escape = '', "
+        "header = false, auto_detect = false, columns = {'pos': 'BIGINT', 'line': 'VARCHAR'})"
+    ).fetchone()
+
+
+def layouts_of(con: Any, path: str) -> list[str]:
+    rows = con.execute(
+        f"SELECT DISTINCT layout FROM read_parquet({sql_text(path)}) WHERE layout IS NOT NULL"
+    ).fetchall()
+    return sorted(row[0] for row in rows)
+
+
+def stored_checksum(con: Any, path: str) -> tuple[int, int, int]:
+    """(rows, raw rows, the same sum as source_checksum) of a piece as read back."""
+    line = line_sql(layouts_of(con, path))
+    return con.execute(
+        f"SELECT count(*), count(raw), coalesce(sum(hash(strftime(ts, '{_TS_FORMAT}'), "
+        f"CAST(ordd + coalesce(rank, 0) AS BIGINT), {line})), 0) "
+        f"FROM read_parquet({sql_text(path)})"
+    ).fetchone()
+
+
+def read_lines(con: Any, path: str, span: tuple[str, str] | None = None) -> Iterator[bytes]:
+    """The piece's lines (those with `ts` in `span`, inclusive), byte for byte as they were
+    in the plain history, in order, in chunks."""
+    line = line_sql(layouts_of(con, path))
+    where = ""
+    if span is not None:
+        where = (
+            f"WHERE ts BETWEEN strptime({sql_text(span[0])}, '{_TS_FORMAT}') "
+            f"AND strptime({sql_text(span[1])}, '{_TS_FORMAT}') "
         )
-        cursor = con.execute(f"SELECT {select} FROM {source} ORDER BY ts, ordd + coalesce(rank, 0)")
-        index = {"rank": 2} | {name: 3 + i for i, name in enumerate(numeric)}
-        plans: dict[str, list[tuple[str, int, str]]] = {}
-        while batch := cursor.fetchmany(FETCH_BATCH):
-            for row in batch:
-                yield _line(row, index, plans)
-
-
-def _quoted(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _line(row: tuple, index: dict[str, int], plans: dict[str, list[tuple[str, int, str]]]) -> bytes:
-    raw, layout = row[-1], row[-2]
-    if raw is not None:
-        return (raw + "\n").encode("utf-8", "surrogateescape")
-    plan = plans.get(layout)
-    if plan is None:
-        plan = plans[layout] = [
-            (key, index[key], kind) for key, _, kind in (p.partition(":") for p in layout.split())
-        ]
-    record: dict[str, Any] = {"ts": row[0], "id": row[1]}
-    for key, at, kind in plan:
-        value = row[at]
-        record[key] = None if kind == "n" else int(value) if kind == "i" else value
-    return (dumps(record) + "\n").encode()
-
-
-def write_empty(target: Path, work_dir: Path) -> None:
-    """A zero-row file with the standard columns, so the archive glob always matches."""
-    columns = ", ".join(
-        [
-            "CAST(NULL AS TIMESTAMP) AS ts",
-            "CAST(NULL AS VARCHAR) AS id",
-            "CAST(NULL AS INTEGER) AS rank",
-            *(
-                f"CAST(NULL AS DOUBLE) AS {name}"
-                for name in (
-                    "price_usd",
-                    "market_cap_usd",
-                    "volume_24h_usd",
-                    "percent_change_24h_usd",
-                    "circulating_supply",
-                )
-            ),
-            "CAST(NULL AS VARCHAR) AS layout",
-            "CAST(NULL AS VARCHAR) AS raw",
-            "CAST(NULL AS INTEGER) AS ordd",
-        ]
+    cursor = con.execute(
+        f"SELECT {line} || chr(10) FROM read_parquet({sql_text(path)}) {where}"
+        "ORDER BY ts, ordd + coalesce(rank, 0)"
     )
-    with _connect(work_dir) as con:
-        con.execute(
-            f"COPY (SELECT {columns} WHERE false) TO '{_sql_text(str(target))}' (FORMAT parquet)"
-        )
+    while batch := cursor.fetchmany(FETCH_BATCH):
+        yield "".join(row[0] for row in batch).encode("utf-8", "surrogateescape")
+
+
+def write_empty(con: Any, target: Path) -> None:
+    """A zero-row file with the standard columns, for a DuckDB glob over archive/."""
+    columns = ", ".join(
+        ["CAST(NULL AS TIMESTAMP) AS ts", "CAST(NULL AS VARCHAR) AS id",
+         "CAST(NULL AS INTEGER) AS rank"]
+        + [f"CAST(NULL AS DOUBLE) AS {name}" for name in STANDARD_NUMERIC]
+        + ["CAST(NULL AS VARCHAR) AS layout", "CAST(NULL AS VARCHAR) AS raw",
+           "CAST(NULL AS INTEGER) AS ordd"]
+    )  # fmt: skip
+    con.execute(f"COPY (SELECT {columns} WHERE false) TO {sql_text(str(target))} (FORMAT parquet)")

@@ -1,71 +1,243 @@
-"""The DuckDB recipe over the whole history: Parquet archives plus the plain tail, as views.
+"""`--query`: one read-only SELECT over the views `history` and `totals`, streamed in bounded
+memory, inside a DuckDB that can read the picture's files and nothing else.
 
-`history`: one row per coin per snapshot, every archived day and the current plain file
-(plain rows of a day that is already archived are skipped, so a day is never counted twice,
-even in the instant between a day's archive and the plain file's cut). `totals`: one row
-per snapshot from snapshots.jsonl (the API's global market cap and the collected coins'
-sum), which stays small for years. Paths are relative: run it in the output directory.
-docs/queries.md shows the same SQL (a test keeps them equal).
+`history`: one row per coin per snapshot — the listed Parquet pieces, then what legacy
+archives and the plain file hold after `archived_through`, up to the last committed
+snapshot. `totals`: one row per committed snapshot from snapshots.jsonl (the API's global
+market cap and the collected coins' sum). Every file is named by its open descriptor
+(`/proc/self/fd/N`): no path from --out-dir ever reaches DuckDB, so no glob, comma or quote in
+it can widen what is read. Before the user's statement runs, the plain rows are counted per
+snapshot against snapshots.jsonl, external access is switched off but for those files, and
+the configuration is locked. docs/queries.md shows the equivalent recipe for any DuckDB.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+import json
+from collections.abc import Iterator
 from typing import Any
 
-from ..errors import UsageError
+from ..errors import ArchiveDamaged, UsageError
 from ..formats import HISTORY_QUOTE_FIELDS
+from . import columnar
+from .columnar import NUMERIC_KEY, quoted, sql_text
+from .reader import Picture
 
-ARCHIVE_GLOB = "history/archive/*.parquet"
+MEMORY_LIMIT = "300MB"
+_TS = "'%Y-%m-%dT%H:%M:%SZ'"
+_HISTORY_COLUMNS = ("ts", "id", "rank")
 
 
-def history_view_sql(quotes: tuple[str, ...] = ("USD",)) -> str:
-    """CREATE VIEW history … for the given quote currencies."""
+def single_select(sql: str) -> str:
+    """The statement, when it is exactly one SELECT (DuckDB's own parser decides).
+
+    Raises:
+        UsageError: empty, several statements, or anything but a SELECT (exit 2).
+    """
+    import duckdb
+
+    try:
+        statements = duckdb.connect().extract_statements(sql)
+    except duckdb.Error as exc:
+        raise UsageError(f"--query is not valid SQL: {_first_line(exc)}") from None
+    if len(statements) != 1:
+        found = "nothing" if not statements else f"{len(statements)} statements"
+        raise UsageError(f"--query takes exactly one SELECT statement, got {found}")
+    kind = statements[0].type
+    if kind != duckdb.StatementType.SELECT:
+        raise UsageError(
+            f"--query runs only SELECT (or WITH … SELECT), not {kind.name}: it never changes files"
+        )
+    return sql
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def numeric_columns(picture: Picture, quotes: tuple[str, ...]) -> list[str]:
+    """Numeric columns of the plain rows: the quotes asked for, and what the rows carry."""
+    names = [f"{field}_{code.lower()}" for code in quotes for field in HISTORY_QUOTE_FIELDS]
+    for line in _first_lines(picture):
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        names += [key for key in row if NUMERIC_KEY.match(key) and key not in names]
+    if "circulating_supply" not in names:
+        names.append("circulating_supply")
+    return names
+
+
+def _first_lines(picture: Picture) -> Iterator[bytes]:
+    for _, handle in picture.legacy:
+        yield next(picture.legacy_lines(handle), b"")
+    yield next(picture.plain_lines(), b"")
+
+
+def _rows_sql(picture: Picture, path: str, numeric: list[str], gzip: bool) -> str:
+    """Rows of a JSONL file (plain or legacy) after archived_through, up to the last snapshot."""
+    columns = ", ".join(
+        ["ts: 'VARCHAR'", "id: 'VARCHAR'", "rank: 'VARCHAR'"]
+        + [f"{quoted(name)}: 'DOUBLE'" for name in numeric]
+    )
+    where = ["ts IS NOT NULL", f"ts <= {sql_text(picture.last_ts or '')}"]
+    if picture.archived_through:
+        where.append(f"ts > {sql_text(picture.archived_through)}")
+    for month in picture.pending_months():
+        where.append(f"NOT starts_with(ts, {sql_text(month)})")
+    return (
+        f"SELECT strptime(ts, {_TS}) AS ts, id, TRY_CAST(rank AS INTEGER) AS rank, "
+        f"{', '.join(quoted(n) for n in numeric)} FROM read_json({sql_text(path)}, "
+        f"format = 'newline_delimited', columns = {{{columns}}}, ignore_errors = true"
+        + (", compression = 'gzip'" if gzip else "")
+        + f") WHERE {' AND '.join(where)}"
+    )
+
+
+def _history_sql(picture: Picture, numeric: list[str]) -> tuple[str, str | None]:
+    """(the `history` view's SELECT, the SELECT of its JSONL rows alone, if any)."""
+    parts: list[str] = []
+    files = [picture.fd_path(picture.archives[e.file]) for e in picture.manifest.entries]
+    if files:
+        listed = ", ".join(sql_text(path) for path in files)
+        parts.append(
+            f"SELECT * EXCLUDE (layout, raw, ordd) FROM read_parquet([{listed}], "
+            "union_by_name = true)"
+        )
+    rows = [
+        _rows_sql(picture, picture.fd_path(handle), numeric, gzip=True)
+        for _, handle in picture.legacy
+    ]
+    if picture.plain is not None and picture.last_ts:
+        rows.append(_rows_sql(picture, picture.fd_path(picture.plain), numeric, gzip=False))
+    plain = " UNION ALL ".join(rows) if rows else None
+    if plain:
+        parts.append(plain)
+    if not parts:
+        empty = ", ".join(
+            ["CAST(NULL AS TIMESTAMP) AS ts", "CAST(NULL AS VARCHAR) AS id",
+             "CAST(NULL AS INTEGER) AS rank"]
+            + [f"CAST(NULL AS DOUBLE) AS {quoted(n)}" for n in numeric]
+        )  # fmt: skip
+        parts.append(f"SELECT {empty} WHERE false")
+    return " UNION ALL BY NAME ".join(f"({part})" for part in parts), plain
+
+
+def _totals_sql(picture: Picture) -> str:
+    if picture.snapshots_file is None or not picture.last_ts:
+        return (
+            "SELECT CAST(NULL AS TIMESTAMP) AS ts, CAST(NULL AS DOUBLE) AS market_cap_usd, "
+            "CAST(NULL AS DOUBLE) AS coins_market_cap_usd, CAST(NULL AS INTEGER) AS coin_count "
+            "WHERE false"
+        )
+    path = sql_text(picture.fd_path(picture.snapshots_file))
+    return (
+        f"SELECT strptime(ts, {_TS}) AS ts, market_cap_usd, coins_market_cap_usd, coin_count "
+        f"FROM read_json({path}, format = 'newline_delimited', columns = {{ts: 'VARCHAR', "
+        "market_cap_usd: 'DOUBLE', coins_market_cap_usd: 'DOUBLE', coin_count: 'INTEGER'}, "
+        f"ignore_errors = true) WHERE ts IS NOT NULL AND ts <= {sql_text(picture.last_ts)}"
+    )
+
+
+def _check_rows(con: Any, picture: Picture, plain: str | None) -> None:
+    """The JSONL rows DuckDB sees are exactly the committed ones, snapshot by snapshot."""
+    wanted = {ts: n for ts, n in picture.expected().items() if not picture.in_parquet(ts)}
+    for month in picture.pending_months():
+        wanted = {ts: n for ts, n in wanted.items() if not ts.startswith(month)}
+    found: dict[str, int] = {}
+    if plain:
+        query = f"SELECT strftime(ts, {_TS}), count(*) FROM ({plain}) GROUP BY ALL"
+        found = dict(con.execute(query).fetchall())
+    if found != wanted:
+        odd = sorted(ts for ts in set(found) | set(wanted) if found.get(ts) != wanted.get(ts))
+        raise ArchiveDamaged(
+            f"the history cannot be read truthfully: snapshot {odd[0]} has "
+            f"{found.get(odd[0], 0)} readable rows, snapshots.jsonl lists {wanted.get(odd[0], 0)}"
+        )
+    (totals,) = con.execute(f"SELECT count(*) FROM ({_totals_sql(picture)})").fetchone()
+    if totals != len(picture.snapshots):
+        raise ArchiveDamaged(
+            f"the history cannot be read truthfully: snapshots.jsonl has {totals} readable "
+            f"committed lines, {len(picture.snapshots)} expected"
+        )
+
+
+def run_query(
+    picture: Picture, sql: str, quotes: tuple[str, ...] = ("USD",)
+) -> Iterator[list[Any]]:
+    """Column names first, then the result in batches of rows.
+
+    Raises:
+        UsageError: not exactly one SELECT, or DuckDB refused it (2).
+        ArchiveDamaged: the history cannot be read truthfully (74).
+    """
+    import duckdb
+
+    single_select(sql)
+    picture.require_trustworthy()
+    numeric = numeric_columns(picture, quotes)
+    history, plain = _history_sql(picture, numeric)
+    with columnar.connect(None, memory_limit=MEMORY_LIMIT) as con:
+        con.execute(f"CREATE TEMP VIEW history AS {history}")
+        con.execute(f"CREATE TEMP VIEW totals AS {_totals_sql(picture)}")
+        _check_rows(con, picture, plain)
+        _lock_down(con, picture)
+        try:
+            cursor = con.execute(sql)
+            yield [column[0] for column in cursor.description or []]
+            while batch := cursor.fetchmany(columnar.FETCH_BATCH):
+                yield batch
+        except duckdb.Error as exc:
+            raise UsageError(
+                f"query failed: {_first_line(exc)}",
+                hint="the views are `history` and `totals`; see docs/queries.md",
+            ) from None
+
+
+def _lock_down(con: Any, picture: Picture) -> None:
+    """From here on DuckDB reads the picture's files only and changes no setting."""
+    handles = [picture.plain, picture.snapshots_file, *picture.archives.values()]
+    handles += [handle for _, handle in picture.legacy]
+    paths = ", ".join(sql_text(picture.fd_path(h)) for h in handles if h is not None)
+    con.execute(f"SET allowed_paths = [{paths}]")
+    con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")
+
+
+def user_recipe_sql(quotes: tuple[str, ...] = ("USD",)) -> str:
+    """The same two views for any DuckDB client, run in the output directory (docs/queries.md).
+
+    It reads the files as they are (an uncommitted tail included); --query reads only what
+    was committed and verified.
+    """
     numeric = [f"{field}_{code.lower()}" for code in quotes for field in HISTORY_QUOTE_FIELDS]
     numeric.append("circulating_supply")
     columns = ",\n                ".join(
         ["ts: 'VARCHAR', id: 'VARCHAR', rank: 'VARCHAR'"]
         + [f"{name}: 'DOUBLE'" for name in numeric]
     )
-    return f"""CREATE OR REPLACE VIEW history AS
+    return f"""SET VARIABLE archived = (
+    SELECT {{'files': coalesce(list('history/archive/' || file ORDER BY file), []),
+            'through': coalesce(max(coalesce(last_ts, day || 'T23:59:59Z')), '')}}
+    FROM read_json('history/archive/manifest.jsonl', format = 'newline_delimited',
+         columns = {{day: 'VARCHAR', file: 'VARCHAR', last_ts: 'VARCHAR'}}));
+
+CREATE OR REPLACE VIEW history AS
 SELECT * EXCLUDE (layout, raw, ordd)
-FROM read_parquet('{ARCHIVE_GLOB}', union_by_name = true)
+FROM read_parquet(['history/archive/schema.parquet'] || getvariable('archived').files,
+                  union_by_name = true)
 UNION ALL BY NAME
 SELECT strptime(ts, '%Y-%m-%dT%H:%M:%SZ') AS ts, id, TRY_CAST(rank AS INTEGER) AS rank,
        {", ".join(numeric)}
 FROM read_json('history/market_cap_history.jsonl', format = 'newline_delimited',
-     columns = {{{columns}}})
-WHERE ts > (SELECT coalesce(max(day), '0000-00-00') || 'T24'
-            FROM (SELECT nullif(regexp_extract(file, '([0-9-]{{10}})\\.parquet$', 1), '') AS day
-                  FROM glob('{ARCHIVE_GLOB}')));"""
+     columns = {{{columns}}}, ignore_errors = true)
+WHERE ts > getvariable('archived').through;
 
-
-TOTALS_VIEW_SQL = """CREATE OR REPLACE VIEW totals AS
+CREATE OR REPLACE VIEW totals AS
 SELECT strptime(ts, '%Y-%m-%dT%H:%M:%SZ') AS ts, market_cap_usd, coins_market_cap_usd, coin_count
 FROM read_json('history/snapshots.jsonl', format = 'newline_delimited',
-     columns = {ts: 'VARCHAR', market_cap_usd: 'DOUBLE', coins_market_cap_usd: 'DOUBLE',
-                coin_count: 'INTEGER'});"""
-
-
-def run_query(out_dir: Path, sql: str, quotes: tuple[str, ...] = ("USD",)) -> tuple[list, list]:
-    """(column names, rows) of `sql` over the views, in the output directory `out_dir`."""
-    import duckdb  # only where archives are queried
-
-    con = duckdb.connect()
-    try:
-        con.execute(f"SET file_search_path = '{str(out_dir).replace(chr(39), chr(39) * 2)}'")
-        con.execute(history_view_sql(quotes))
-        con.execute(TOTALS_VIEW_SQL)
-        cursor = con.execute(sql)
-        names = [column[0] for column in cursor.description or []]
-        rows: list[Any] = cursor.fetchall()
-        return names, rows
-    except duckdb.Error as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UsageError(
-            f"query failed: {first}",
-            hint="the views are `history` and `totals`; see docs/queries.md "
-            "(a directory with no history yet has nothing to query)",
-        ) from None
-    finally:
-        con.close()
+     columns = {{ts: 'VARCHAR', market_cap_usd: 'DOUBLE', coins_market_cap_usd: 'DOUBLE',
+                coin_count: 'INTEGER'}}, ignore_errors = true)
+WHERE ts IS NOT NULL;"""

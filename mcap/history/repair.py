@@ -1,4 +1,4 @@
-"""Bringing the files back to their commit point: cut uncommitted tails, rebuild a lost state."""
+"""Bringing the files back to their commit point: cut uncommitted tails, rebuild a lost head."""
 
 from __future__ import annotations
 
@@ -6,22 +6,14 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from ..clock import compact_id, parse_iso, utc_iso
 from ..errors import HistoryDamaged
-from .files import (
-    LEGACY_PREFIX,
-    LEGACY_SUFFIX,
-    HistoryFiles,
-    archived_days,
-    lines_with_offsets,
-    size_of,
-    snapshot_groups,
-)
-from .state import RECENT_IDS_KEPT, empty_state
+from .files import HistoryFiles, legacy_month, lines_with_offsets, size_of, ts_key, ts_of
+from .manifest import Manifest
+from .state import RECENT_IDS_KEPT, HistoryHead
 
 log = logging.getLogger(__name__)
 
@@ -58,81 +50,106 @@ def cut_tail(path: Path, committed: int) -> int:
     return size - committed
 
 
-def _snapshot_entries(files: HistoryFiles) -> list[tuple[int, dict[str, Any]]]:
-    """Readable lines of snapshots.jsonl up to the first damaged one, with end offsets."""
-    entries: list[tuple[int, dict[str, Any]]] = []
-    for offset_end, line in lines_with_offsets(files.snapshots):
+@dataclass(frozen=True)
+class _Listed:
+    """A readable line of snapshots.jsonl."""
+
+    end: int  # offset just after the line
+    ts: str
+    coin_count: int
+    snapshot_id: str | None
+
+
+def _listed_snapshots(files: HistoryFiles) -> list[_Listed]:
+    """Readable lines of snapshots.jsonl up to the first damaged one."""
+    listed: list[_Listed] = []
+    for end, line in lines_with_offsets(files.snapshots):
         try:
             entry = json.loads(line)
             ts, count = str(entry["ts"]), int(entry["coin_count"])
             parse_iso(ts)
         except (ValueError, KeyError, TypeError, RecursionError):
             break
-        kept = {"ts": ts, "coin_count": count, "id": entry.get("snapshot_id")}
-        entries.append((offset_end, kept))
-    return entries
+        listed.append(_Listed(end, ts, count, entry.get("snapshot_id")))
+    return listed
 
 
-def _row_keys(files: HistoryFiles) -> Iterator[tuple[str, Any, int]]:
-    for offset_end, line in lines_with_offsets(files.rows):
-        try:
-            row = json.loads(line)
-            ts, ident = row["ts"], row["id"]
-        except (ValueError, KeyError, TypeError, RecursionError):
-            return
-        if not isinstance(ts, str):
-            return
-        yield ts, ident, offset_end
+def _whole_snapshots(files: HistoryFiles, counts: dict[str, int]) -> dict[str, tuple[int, int]]:
+    """ts → (offset of its first row, offset after its last expected row), for every snapshot
+    whose rows are all in the plain file (only the first 27 bytes of each line are read)."""
+    whole: dict[str, tuple[int, int]] = {}
+    key, ts, rows, start, offset = b"", "", 0, 0, 0
+    for end, line in lines_with_offsets(files.rows):
+        if ts_key(line) != key:
+            try:
+                ts = ts_of(line)
+            except HistoryDamaged:
+                break  # not a line of ours: the committed prefix ends here
+            key, rows, start = ts_key(line), 0, offset
+        rows += 1
+        offset = end
+        if rows == counts.get(ts):
+            whole[ts] = (start, end)
+    return whole
 
 
-def rebuild_state(files: HistoryFiles) -> dict[str, Any]:
+def rebuild_state(files: HistoryFiles, manifest: Manifest) -> HistoryHead:
     """Recover the commit point from the files themselves (state file lost or damaged).
 
     A snapshot counts as committed when its line in snapshots.jsonl is readable and its
-    rows are all there (in the plain file, or in an archived day or legacy month); the first one
-    that fails ends the committed prefix, and everything after it is cut on repair.
+    rows are all there (in the plain file, or in an archived piece or legacy month); the
+    first one that fails ends the committed prefix, and everything after it is cut on repair.
     Memory stays bounded whatever the files' size: one snapshot's ids at a time.
     """
     log.warning("history state missing or damaged: rebuilding it from %s", files.dir)
-    entries = _snapshot_entries(files)
-    counts = {entry["ts"]: entry["coin_count"] for _, entry in entries}
-    days = archived_days(files)
-    months = {p.name[len(LEGACY_PREFIX) : -len(LEGACY_SUFFIX)] for p in files.legacy_archives()}
+    listed = _listed_snapshots(files)
+    through = manifest.archived_through
+    months = {legacy_month(p) for p in files.legacy_archives()}
 
     def archived(ts: str) -> bool:
-        return ts[:10] in days or ts[:7] in months
+        return (through is not None and ts <= through) or ts[:7] in months
 
-    complete: dict[str, int] = {}
-    last_ids: tuple[str | None, list[str]] = (None, [])
-    archived_bytes, leading = 0, True
-    for group in snapshot_groups(_row_keys(files)):
-        want = counts.get(group.ts)
-        whole = bool(want) and len(group.ids) >= want
-        if whole:
-            complete[group.ts] = group.ends[want - 1]
-            last_ids = (group.ts, group.ids[:want])
-        leading = leading and whole and archived(group.ts)
-        if leading:  # a plain head already in Parquet, not yet dropped from the file
-            archived_bytes = complete[group.ts]
-    state = empty_state()
-    committed: list[tuple[int, dict[str, Any]]] = []
-    for offset_end, entry in entries:
-        if entry["ts"] in complete:
-            state["history_size"] = complete[entry["ts"]]
-        elif not archived(entry["ts"]):
+    whole = _whole_snapshots(files, {entry.ts: entry.coin_count for entry in listed})
+    committed: list[_Listed] = []
+    history_size = archived_bytes = 0
+    leading = True
+    last_rows: tuple[int, int] | None = None
+    for entry in listed:
+        if entry.ts in whole:
+            last_rows = whole[entry.ts]
+            history_size = last_rows[1]
+            leading = leading and archived(entry.ts)
+            if leading:  # a plain head already in Parquet, not yet dropped from the file
+                archived_bytes = history_size
+        elif archived(entry.ts):
+            last_rows = None
+        else:
             break
-        committed.append((offset_end, entry))
-    state["archived_bytes"] = min(archived_bytes, state["history_size"])
-    if committed:
-        last = committed[-1][1]
-        state.update(
-            snapshots_size=committed[-1][0],
-            snapshot_count=len(committed),
-            last_ts=last["ts"],
-            last_snapshot_id=last["id"],
-            last_coin_count=last["coin_count"],
-            recent_snapshot_ids=[e["id"] for _, e in committed][-RECENT_IDS_KEPT:],
-            # last_updated unknown (None): the next snapshot counts as changed.
-            last_updated=dict.fromkeys(last_ids[1] if last_ids[0] == last["ts"] else []),
-        )
-    return state
+        committed.append(entry)
+    if not committed:
+        return HistoryHead()
+    last = committed[-1]
+    return HistoryHead(
+        history_size=history_size,
+        snapshots_size=last.end,
+        snapshot_count=len(committed),
+        last_ts=last.ts,
+        last_snapshot_id=last.snapshot_id,
+        last_coin_count=last.coin_count,
+        recent_snapshot_ids=tuple(
+            e.snapshot_id for e in committed[-RECENT_IDS_KEPT:] if e.snapshot_id
+        ),
+        # last_updated unknown (None): the next snapshot counts as changed.
+        last_updated=dict.fromkeys(_ids_between(files, last_rows) if last_rows else ()),
+        archived_bytes=min(archived_bytes, history_size),
+    )
+
+
+def _ids_between(files: HistoryFiles, extent: tuple[int, int]) -> list[str]:
+    ids = []
+    for _, line in lines_with_offsets(files.rows, limit=extent[1], start=extent[0]):
+        try:
+            ids.append(json.loads(line)["id"])
+        except (ValueError, KeyError, TypeError, RecursionError):
+            continue
+    return ids

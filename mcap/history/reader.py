@@ -1,0 +1,381 @@
+"""The reader of record: one consistent, verified picture of an output directory's history.
+
+Every view (--export-history, --query, --check-history, --status) and every internal reader
+reads the history through a `Picture` (docs/design.md, "The reader of record"):
+
+- It is taken under a shared flock on `history/` itself. The collectors take the exclusive
+  lock only for a *switch* (moving a Parquet piece into place and listing it; dropping the
+  archived head of the plain file; removing a converted legacy archive), so a picture is the
+  history before or after a switch, never a mix. Nothing is created or written: the lock is
+  on the directory, and a missing or damaged state is rebuilt in memory only.
+- Each file it reads is opened while the lock is held and read through that descriptor, so a
+  switch after the picture was taken cannot change what it reads.
+- Plain files are read only up to their committed sizes; rows up to the manifest's
+  `archived_through` come from Parquet only; archive/ files are read only when the manifest
+  lists them (anything else there is reported, never read).
+- `problems()` says what would make an answer untrue: a listed file missing, resized or
+  changed, pieces that disagree with snapshots.jsonl, a torn or damaged manifest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import gzip
+import json
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from ..clock import parse_iso
+from ..errors import ArchiveDamaged, HistoryDamaged, LocalStateError
+from .files import (
+    LEGACY_PREFIX,
+    LEGACY_SUFFIX,
+    MANIFEST_NAME,
+    SCHEMA_NAME,
+    HistoryFiles,
+    legacy_month,
+    lines_with_offsets,
+    ts_of,
+)
+from .manifest import PIECE_NAME, ArchiveEntry, Manifest, file_sha256, read_manifest, tail_sha256
+from .repair import rebuild_state
+from .state import HistoryHead, load_state, settled
+
+LOCK_WAIT_S = 30.0  # a switch holds the lock for milliseconds; this is the worst case
+TEMP_SUFFIX = ".tmp"
+
+
+@contextlib.contextmanager
+def switch_lock(files: HistoryFiles, wait_s: float = 0.0) -> Iterator[bool]:
+    """The collectors' exclusive side of the readers' lock, for a switch.
+
+    Yields False when readers hold it for longer than `wait_s`: the switch then waits for a
+    later run (a long export or query must not be cut off, nor make a cron run wait).
+    """
+    fd = _lock_dir(files.dir, fcntl.LOCK_EX, wait_s)
+    try:
+        yield fd is not None
+    finally:
+        if fd is not None:
+            os.close(fd)  # closing the descriptor releases the lock
+
+
+def _lock_dir(directory: Path, kind: int, wait_s: float) -> int | None:
+    """An open descriptor of `directory` holding an flock, or None after `wait_s`."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    end = time.monotonic() + wait_s
+    while True:
+        try:
+            fcntl.flock(fd, kind | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            if time.monotonic() >= end:
+                os.close(fd)
+                return None
+            time.sleep(0.02)
+
+
+@dataclass(frozen=True)
+class SnapshotRecord:
+    """A committed line of snapshots.jsonl, as the views use it."""
+
+    ts: str
+    coin_count: int
+    expected_count: int | None
+    snapshot_id: str | None
+    market_cap_usd: Any
+    coins_market_cap_usd: Any
+
+
+@dataclass
+class Picture:
+    """The history as committed at one instant, with its files open. Use it as a context."""
+
+    files: HistoryFiles
+    head: HistoryHead = field(default_factory=HistoryHead)
+    state_problem: str | None = None  # why the state was rebuilt in memory, if it was
+    manifest: Manifest = field(default_factory=Manifest)
+    snapshots: tuple[SnapshotRecord, ...] = ()
+    snapshot_problems: list[str] = field(default_factory=list)
+    plain: BinaryIO | None = None
+    plain_size: int = 0
+    snapshots_file: BinaryIO | None = None
+    archives: dict[str, BinaryIO] = field(default_factory=dict)
+    legacy: list[tuple[Path, BinaryIO]] = field(default_factory=list)
+    strays: list[str] = field(default_factory=list)  # unknown files in archive/
+    unlisted: list[str] = field(default_factory=list)  # piece files the manifest does not list
+    lock_fd: int | None = None  # the shared lock, held until close()
+
+    def __enter__(self) -> Picture:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        handles = [self.plain, self.snapshots_file, *self.archives.values()]
+        handles += [handle for _, handle in self.legacy]
+        for handle in handles:
+            if handle is not None:
+                handle.close()
+        self.archives, self.legacy, self.plain, self.snapshots_file = {}, [], None, None
+        if self.lock_fd is not None:
+            os.close(self.lock_fd)
+            self.lock_fd = None
+
+    # --- what is committed -----------------------------------------------------------------
+    @property
+    def archived_through(self) -> str | None:
+        return self.manifest.archived_through
+
+    @property
+    def first_ts(self) -> str | None:
+        return self.snapshots[0].ts if self.snapshots else None
+
+    @property
+    def last_ts(self) -> str | None:
+        return self.snapshots[-1].ts if self.snapshots else None
+
+    def expected(self) -> dict[str, int]:
+        """ts → coin count of every committed snapshot."""
+        return {record.ts: record.coin_count for record in self.snapshots}
+
+    def pending_months(self) -> list[str]:
+        """Months an older version moved into a .jsonl.gz without cutting them from the plain
+        file: read from the .jsonl.gz only."""
+        legacy = {legacy_month(path) for path, _ in self.legacy}
+        return [month for month in self.head.pending_compaction if month in legacy]
+
+    def in_parquet(self, ts: str) -> bool:
+        """Whether a snapshot's rows are read from Parquet (else from a legacy or plain file)."""
+        through = self.archived_through
+        return through is not None and ts <= through
+
+    @staticmethod
+    def fd_path(handle: BinaryIO) -> str:
+        """A path to an open file that names no glob and follows no later rename."""
+        return f"/proc/self/fd/{handle.fileno()}"
+
+    # --- lines ----------------------------------------------------------------------------
+    def plain_lines(self) -> Iterator[bytes]:
+        """Committed lines of the plain file not in Parquet, in order, byte for byte."""
+        if self.plain is None:
+            return
+        head, pending = self.head, tuple(self.pending_months())
+        for _, line in lines_with_offsets(
+            None, limit=head.history_size, start=head.archived_bytes, handle=self.plain
+        ):
+            ts = ts_of(line)
+            if not self.in_parquet(ts) and not ts.startswith(pending or ("\0",)):
+                yield line
+
+    def legacy_lines(self, handle: BinaryIO) -> Iterator[bytes]:
+        """Lines of a legacy monthly archive not in Parquet yet, in order."""
+        handle.seek(0)
+        try:
+            with gzip.open(handle, "rb") as lines:
+                for line in lines:
+                    if not self.in_parquet(ts_of(line)):
+                        yield line
+        except (OSError, EOFError) as exc:
+            raise HistoryDamaged(f"legacy archive is damaged: {exc}") from exc
+
+    # --- verification -----------------------------------------------------------------------
+    def coverage_problems(self) -> list[str]:
+        """Pieces against snapshots.jsonl, and the plain file against its committed size."""
+        found = list(self.manifest.problems()) + list(self.snapshot_problems)
+        if self.state_problem and self.state_problem != "missing":
+            found.append(f"history state {self.state_problem}; rebuilt in memory")
+        if self.plain_size < self.head.history_size:
+            found.append(
+                f"{self.files.rows.name} is {self.plain_size} bytes, shorter than the "
+                f"{self.head.history_size} committed: it was truncated outside the collector"
+            )
+        entries = list(self.manifest.entries)
+        unplaced = 0
+        for record in self.snapshots:
+            if self.in_parquet(record.ts) and not any(e.covers(record.ts) for e in entries):
+                unplaced += 1
+        for entry in entries:
+            inside = [r for r in self.snapshots if entry.covers(r.ts)]
+            rows = sum(r.coin_count for r in inside)
+            if len(inside) != entry.snapshots or rows != entry.rows:
+                found.append(
+                    f"archive/{entry.file} holds {entry.rows} rows of {entry.snapshots} "
+                    f"snapshots, snapshots.jsonl lists {rows} rows of {len(inside)} there"
+                    + (" (a snapshot was committed into an archived day)" if rows > entry.rows
+                       else "")
+                )  # fmt: skip
+        if unplaced:
+            found.append(
+                f"{unplaced} committed snapshot(s) before {self.archived_through} are in no "
+                "archive piece"
+            )
+        return found
+
+    def file_problem(self, entry: ArchiveEntry, full: bool = False) -> str | None:
+        """What is wrong with a listed file: missing, resized, changed (tail or whole)."""
+        handle = self.archives.get(entry.file)
+        if handle is None:
+            return f"archive/{entry.file} is listed in the manifest but missing"
+        size = os.fstat(handle.fileno()).st_size
+        if size != entry.bytes:
+            return f"archive/{entry.file} is {size} bytes, the manifest records {entry.bytes}"
+        if not full and entry.tail_sha256 is not None:
+            if tail_sha256(handle, size) != entry.tail_sha256:
+                return f"archive/{entry.file} is not the file that was archived (footer differs)"
+            return None
+        if file_sha256(handle) != entry.file_sha256:
+            return f"archive/{entry.file} changed since it was verified (SHA-256 differs)"
+        return None
+
+    def problems(self, full: bool = False) -> list[str]:
+        """Everything that would make an answer over this picture untrue."""
+        found = self.coverage_problems()
+        for entry in self.manifest.entries:
+            problem = self.file_problem(entry, full)
+            if problem:
+                found.append(problem)
+        return found
+
+    def require_trustworthy(self, full: bool = False) -> None:
+        """Raises ArchiveDamaged (74) with the first problem, so no view answers over it."""
+        problems = self.problems(full)
+        if problems:
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            raise ArchiveDamaged(f"the history cannot be read truthfully: {problems[0]}{more}")
+
+    def warnings(self) -> list[str]:
+        """Files in archive/ that no reader reads (reported, never counted)."""
+        return [
+            f"archive/{name} is not listed in the manifest (an archive step was interrupted: "
+            "the next run redoes it); it is not read"
+            for name in self.unlisted
+        ] + [f"archive/{name} is not an archive file; it is not read" for name in self.strays]
+
+
+def open_picture(out_dir: Path) -> Picture:
+    """Take the picture of `out_dir`'s history (an empty one when there is none).
+
+    The shared lock is held until the picture is closed, so no switch happens while a view
+    reads (a collector postpones its switch instead).
+
+    Raises:
+        LocalStateError: a collector held the readers' lock for LOCK_WAIT_S (74).
+    """
+    files = HistoryFiles(out_dir)
+    picture = Picture(files)
+    if not files.dir.is_dir():
+        return picture
+    picture.lock_fd = _lock_dir(files.dir, fcntl.LOCK_SH, LOCK_WAIT_S)
+    if picture.lock_fd is None:
+        raise LocalStateError(f"{files.dir} stayed locked by a collector for {LOCK_WAIT_S:g}s")
+    try:
+        _fill(picture)
+    except BaseException:
+        picture.close()
+        raise
+    return picture
+
+
+def _fill(picture: Picture) -> None:
+    files = picture.files
+    head, problem = load_state(files)
+    manifest = read_manifest(files)  # after the head: a listed piece is never read as plain
+    if head is None:
+        head = rebuild_state(files, manifest) if _has_rows(files) else HistoryHead()
+    picture.state_problem = problem
+    picture.manifest = manifest
+    picture.plain = _open(files.rows)
+    if picture.plain is not None:
+        picture.plain_size = os.fstat(picture.plain.fileno()).st_size
+    picture.head = settled(head, picture.plain_size)
+    picture.snapshots_file = _open(files.snapshots)
+    picture.snapshots, picture.snapshot_problems = _committed_snapshots(
+        picture.snapshots_file, picture.head.snapshots_size
+    )
+    for entry in manifest.entries:
+        handle = _open(files.archive_file(entry.file))
+        if handle is not None:
+            picture.archives[entry.file] = handle
+    for name in sorted(os.listdir(files.dir)):
+        if name.startswith(LEGACY_PREFIX) and name.endswith(LEGACY_SUFFIX):
+            handle = _open(files.dir / name)
+            if handle is not None:
+                picture.legacy.append((files.dir / name, handle))
+    picture.legacy.sort(key=lambda item: legacy_month(item[0]))
+    _sort_archive_dir(picture)
+
+
+def _has_rows(files: HistoryFiles) -> bool:
+    return any(p.exists() and p.stat().st_size for p in (files.rows, files.snapshots))
+
+
+def _open(path: Path) -> BinaryIO | None:
+    try:
+        return open(path, "rb")
+    except FileNotFoundError:
+        return None
+    except IsADirectoryError as exc:
+        raise LocalStateError(f"{path} is a directory, not a history file") from exc
+
+
+def _committed_snapshots(
+    handle: BinaryIO | None, committed: int
+) -> tuple[tuple[SnapshotRecord, ...], list[str]]:
+    records: list[SnapshotRecord] = []
+    problems: list[str] = []
+    if handle is None:
+        if committed:
+            problems.append("snapshots.jsonl is missing but snapshots were committed")
+        return (), problems
+    size = os.fstat(handle.fileno()).st_size
+    if size < committed:
+        problems.append(f"snapshots.jsonl is {size} bytes, shorter than the {committed} committed")
+    for number, (_, line) in enumerate(lines_with_offsets(None, limit=committed, handle=handle), 1):
+        try:
+            entry = json.loads(line)
+            ts, count = entry["ts"], entry["coin_count"]
+            parse_iso(ts)
+            if type(count) is not int or count < 0:
+                raise ValueError(f"coin_count {count!r}")
+        except (ValueError, KeyError, TypeError, RecursionError) as exc:
+            problems.append(f"snapshots.jsonl line {number} is unreadable ({str(exc)[:80]})")
+            continue
+        if records and ts <= records[-1].ts:
+            problems.append(f"snapshots.jsonl line {number}: {ts} is not after {records[-1].ts}")
+            continue
+        expected = entry.get("expected_count")
+        records.append(
+            SnapshotRecord(
+                ts, count, expected if type(expected) is int else None,
+                entry.get("snapshot_id"), entry.get("market_cap_usd"),
+                entry.get("coins_market_cap_usd"),
+            )
+        )  # fmt: skip
+    return tuple(records), problems
+
+
+def _sort_archive_dir(picture: Picture) -> None:
+    """Unknown files in archive/ are reported, never read."""
+    try:
+        names = os.listdir(picture.files.archive_dir)
+    except FileNotFoundError:
+        return
+    except NotADirectoryError:
+        picture.strays.append("(archive is not a directory)")
+        return
+    listed = {entry.file for entry in picture.manifest.entries}
+    for name in sorted(names):
+        if name in listed or name in (MANIFEST_NAME, SCHEMA_NAME):
+            continue
+        if name.startswith(f"{MANIFEST_NAME}.cut-") or (
+            name.startswith(".") and name.endswith(TEMP_SUFFIX)
+        ):
+            continue  # a repaired torn line; a collector's file in progress
+        (picture.unlisted if PIECE_NAME.match(name) else picture.strays).append(name)
