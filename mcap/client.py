@@ -91,7 +91,12 @@ class BodyReader:
         if self.encoding in ("gzip", "x-gzip", "deflate"):
             self._decoder = zlib.decompressobj(zlib.MAX_WBITS | 32)  # gzip or zlib header
         elif self.encoding not in ("", "identity"):
-            raise TransientError(f"{path}: unsupported Content-Encoding {encoding!r}")
+            # Not a passing fault: the same answer would come again, so it is not retried.
+            raise ApiDataError(
+                f"{path}: the API answered with Content-Encoding {encoding.strip()!r}, which "
+                "this client did not ask for and cannot decode (it asks for gzip or deflate)",
+                hint="check --base-url (a proxy in between?); the next run tries again",
+            )
 
     def feed(self, chunk: bytes) -> None:
         self.received += len(chunk)

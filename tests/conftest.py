@@ -7,11 +7,13 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from mcap.clock import utc_iso
 from tests.fake_api import FakeCoinPaprika
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -197,7 +199,7 @@ def query(out: Path, sql: str, quotes: tuple[str, ...] = ("USD",)) -> tuple[list
         return names, [row for batch in batches for row in batch]
 
 
-def export_history(out: Path, start: str = "2000-01-01", end: str = "2999-12-31") -> bytes:
+def export(out: Path, start: str = "2000-01-01", end: str = "2999-12-31") -> bytes:
     """The committed lines of a time range, through the reader of record."""
     from mcap.history import TimeRange, export_lines, open_picture
 
@@ -261,3 +263,43 @@ def free_api(free_server: FakeCoinPaprika) -> Iterator[FakeCoinPaprika]:
 @pytest.fixture
 def out(tmp_path: Path) -> Path:
     return tmp_path / "data"
+
+
+# --- the history across days -----------------------------------------------------------
+
+DAY = 86400
+
+
+def at(epoch: float) -> None:
+    """Put the scripts' clock at `epoch` (forwards only within a test)."""
+    CLOCK.offset = epoch - time.time()
+
+
+def next_midnight() -> float:
+    """A midnight (UTC) at least a day after the test clock's now: the clock never goes back."""
+    return ((time.time() + CLOCK.offset) // DAY + 2) * DAY
+
+
+def collect(script: str, api, out: Path, *extra: str, env: dict | None = None):
+    return run_script(
+        script, "--base-url", api.url, "--out-dir", str(out), "--min-interval", "0", *extra,
+        env=env,
+    )  # fmt: skip
+
+
+def plain(out: Path) -> bytes:
+    return (out / "history" / "market_cap_history.jsonl").read_bytes()
+
+
+def two_days(script: str, api, out: Path) -> tuple[bytes, str]:
+    """Two snapshots before midnight, two after: returns every line written, and day one."""
+    midnight = next_midnight()
+    at(midnight - 1200)
+    for step in range(4):
+        api.advance(300)
+        result = collect(script, api, out)
+        assert result.returncode == 0, result.stderr
+        if step == 1:
+            day_one = plain(out)
+        CLOCK.tick(600)
+    return day_one + plain(out), utc_iso(midnight - 1200)[:10]

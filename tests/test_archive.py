@@ -8,62 +8,34 @@ import json
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from mcap.clock import parse_iso, utc_iso
+from mcap.clock import parse_iso
 from mcap.formats import history_bytes
 from mcap.history import Commit, HistoryStore, check_history
 from mcap.history import archive as archive_module
-from tests.conftest import CLOCK, ROOT, export_history, query, read_jsonl, run_script, script_env
+from tests.conftest import (
+    CLOCK,
+    ROOT,
+    at,
+    collect,
+    export,
+    next_midnight,
+    plain,
+    query,
+    read_jsonl,
+    run_script,
+    script_env,
+    two_days,
+)
 
 S02, S03, S04 = (
     "02_fetch_all_market_caps.py",
     "03_optimized_free_tier_collector.py",
     "04_production_collector.py",
 )
-DAY = 86400
-
-
-def at(epoch: float) -> None:
-    """Put the scripts' clock at `epoch` (forwards only within a test)."""
-    CLOCK.offset = epoch - time.time()
-
-
-def next_midnight() -> float:
-    """A midnight (UTC) at least a day after the test clock's now: the clock never goes back."""
-    return ((time.time() + CLOCK.offset) // DAY + 2) * DAY
-
-
-def collect(script: str, api, out: Path, *extra: str, env: dict | None = None):
-    return run_script(
-        script, "--base-url", api.url, "--out-dir", str(out), "--min-interval", "0", *extra,
-        env=env,
-    )  # fmt: skip
-
-
-def plain(out: Path) -> bytes:
-    return (out / "history" / "market_cap_history.jsonl").read_bytes()
-
-
-def export(out: Path, start: str = "2000-01-01", end: str = "2999-12-31") -> bytes:
-    return export_history(out, start, end)
-
-
-def two_days(script: str, api, out: Path) -> tuple[bytes, str]:
-    """Two snapshots before midnight, two after: returns every line written, and day one."""
-    midnight = next_midnight()
-    at(midnight - 1200)
-    for step in range(4):
-        api.advance(300)
-        result = collect(script, api, out)
-        assert result.returncode == 0, result.stderr
-        if step == 1:
-            day_one = plain(out)
-        CLOCK.tick(600)
-    return day_one + plain(out), utc_iso(midnight - 1200)[:10]
 
 
 @pytest.mark.parametrize("script", [S02, S03, S04])

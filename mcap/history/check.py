@@ -53,7 +53,7 @@ def check_history(out_dir: Path, every_min: int) -> CheckReport:
 
 
 def _check(picture: Picture, report: CheckReport) -> None:
-    for problem in picture.problems(full=True):
+    for problem in picture.problems(full=True) + picture.manifest.unfinished():
         report.problem(problem)
     report.notes += picture.warnings()
     if picture.state_problem == "missing" and picture.snapshots:

@@ -264,24 +264,24 @@ def _row_line_sql(keys: list[str]) -> str:
     return " || ".join(parts) + " || '}'"
 
 
-def _exact_sql(keys: list[str], checked: bool) -> str:
-    """Whether a parsed row can be stored as columns + layout.
-
-    Unchecked (the fast path), only what the columns cannot hold is excluded; checked, the
-    row is also printed back and compared with its line.
-    """
+def _exact_sql(keys: list[str]) -> str:
+    """Whether a parsed row can be stored as columns + layout: it fits them, and printed back
+    from them it is its line."""
     limits = [f"{quoted('k_rank')} IS DISTINCT FROM 'f'", "id IS NOT NULL"]
     limits.append(f"(rank IS NOT NULL OR {quoted('k_rank')} IS DISTINCT FROM 'i')")
     for key in keys[1:]:
         column, kind = quoted(key), quoted("k_" + key)
         limits.append(f"({kind} IS DISTINCT FROM 'i' OR abs({column}) <= {MAX_EXACT_INT})")
-    if checked:
-        limits.append(f"coalesce({_row_line_sql(keys)} = line, false)")
+    limits.append(f"coalesce({_row_line_sql(keys)} = line, false)")
     return " AND ".join(limits)
 
 
-def write_piece(con: Any, staging: Path, staged: Staged, target: Path, checked: bool) -> None:
-    """Convert a staged piece into `target` (Parquet, zstd), sorted by (id, ts)."""
+def write_piece(con: Any, staging: Path, staged: Staged, target: Path) -> None:
+    """Convert a staged piece into `target` (Parquet, zstd), sorted by (id, ts).
+
+    A row is stored as columns + layout only when it prints back as its line (checked here,
+    row by row); any other row keeps its line in `raw`.
+    """
     keys = ["rank", *staged.numeric]
     numeric = ", ".join(quoted(k) for k in staged.numeric)
     parsed = _parsed_sql(staging, staged.numeric)
@@ -291,7 +291,7 @@ def write_piece(con: Any, staging: Path, staged: Staged, target: Path, checked: 
          CASE WHEN exact THEN {_row_layout_sql(keys)} END AS layout,
          CASE WHEN exact THEN NULL ELSE line END AS raw,
          CAST(pos - coalesce(rank, 0) AS INTEGER) AS ordd
-  FROM (SELECT *, {_exact_sql(keys, checked)} AS exact FROM ({parsed}))
+  FROM (SELECT *, {_exact_sql(keys)} AS exact FROM ({parsed}))
   ORDER BY id, ts
 ) TO {sql_text(str(target))} (FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL {ZSTD_LEVEL})"""
     )
@@ -299,31 +299,11 @@ def write_piece(con: Any, staging: Path, staged: Staged, target: Path, checked: 
         os.fsync(handle.fileno())
 
 
-def source_checksum(con: Any, staging: Path) -> tuple[int, int]:
-    """(rows, order-free sum of hash(ts, position, line)) of the staged lines."""
-    return con.execute(
-        "SELECT count(*), coalesce(sum(hash(substr(line, 8, 20), CAST(pos AS BIGINT), "
-        "rtrim(line, chr(10)))), 0) "
-        f"FROM read_csv({sql_text(str(staging))}, delim = '\t', quote = '', escape = '', "
-        "header = false, auto_detect = false, columns = {'pos': 'BIGINT', 'line': 'VARCHAR'})"
-    ).fetchone()
-
-
 def layouts_of(con: Any, path: str) -> list[str]:
     rows = con.execute(
         f"SELECT DISTINCT layout FROM read_parquet({sql_text(path)}) WHERE layout IS NOT NULL"
     ).fetchall()
     return sorted(row[0] for row in rows)
-
-
-def stored_checksum(con: Any, path: str) -> tuple[int, int, int]:
-    """(rows, raw rows, the same sum as source_checksum) of a piece as read back."""
-    line = line_sql(layouts_of(con, path))
-    return con.execute(
-        f"SELECT count(*), count(raw), coalesce(sum(hash(strftime(ts, '{_TS_FORMAT}'), "
-        f"CAST(ordd + coalesce(rank, 0) AS BIGINT), {line})), 0) "
-        f"FROM read_parquet({sql_text(path)})"
-    ).fetchone()
 
 
 def read_lines(con: Any, path: str, span: tuple[str, str] | None = None) -> Iterator[bytes]:

@@ -56,6 +56,7 @@ class ArchiveEntry:
     file_sha256: str
     tail_sha256: str | None  # SHA-256 of the file's last TAIL_BYTES: its Parquet footer
     source_sha256: str  # SHA-256 of the piece's history lines, in order
+    source_bytes: int | None  # their length (None: older versions did not record it)
     source: str  # "plain" or a legacy archive's name
     archived_at: str
 
@@ -76,6 +77,7 @@ class ArchiveEntry:
             "file_sha256": self.file_sha256,
             "tail_sha256": self.tail_sha256,
             "source_sha256": self.source_sha256,
+            "source_bytes": self.source_bytes,
             "source": self.source,
             "archived_at": self.archived_at,
         }
@@ -98,14 +100,16 @@ class ArchiveEntry:
         counts = [obj.get(k) for k in ("rows", "snapshots", "raw_rows", "bytes")]
         if any(type(c) is not int or c < 0 for c in counts):
             raise ValueError("rows, snapshots, raw_rows or bytes is not a count")
-        tail = obj.get("tail_sha256")
+        tail, length = obj.get("tail_sha256"), obj.get("source_bytes")
+        if length is not None and (type(length) is not int or length < 0):
+            raise ValueError("source_bytes is not a count")
         hashes = (obj.get("file_sha256"), obj.get("source_sha256"))
         if not all(isinstance(h, str) and _SHA.match(h) for h in hashes) or not (
             tail is None or (isinstance(tail, str) and _SHA.match(tail))
         ):
             raise ValueError("a SHA-256 is missing or malformed")
         return cls(
-            day, part, name, first, last, *counts, hashes[0], tail, hashes[1],
+            day, part, name, first, last, *counts, hashes[0], tail, hashes[1], length,
             str(obj.get("source", "plain")), str(obj.get("archived_at", "")),
         )  # fmt: skip
 
@@ -140,8 +144,14 @@ class Manifest:
     def covering(self, ts: str) -> ArchiveEntry | None:
         return next((e for e in self.entries if e.covers(ts)), None)
 
-    def problems(self) -> list[str]:
-        found = [f"archive/manifest.jsonl: {text}" for text in self.damaged]
+    def damage(self) -> list[str]:
+        """Complete lines that are not entries: no reader answers over them."""
+        return [f"archive/manifest.jsonl: {text}" for text in self.damaged]
+
+    def unfinished(self) -> list[str]:
+        """What a crash or an older version left, which lists nothing wrong (readers answer;
+        --status and --check-history report it; the next collector run repairs it)."""
+        found = []
         if self.torn:
             found.append(
                 f"archive/manifest.jsonl ends in a torn line ({self.torn} bytes: a crash or a "
@@ -208,7 +218,7 @@ def repair_manifest(files: HistoryFiles, manifest: Manifest) -> Manifest:
     """
     if manifest.damaged:
         raise HistoryDamaged(
-            f"{manifest.problems()[0]}; nothing more is archived until it is fixed",
+            f"{manifest.damage()[0]}; nothing more is archived until it is fixed",
             hint="restore history/archive/manifest.jsonl from a backup "
             "(docs/operations.md, 'Repairing history')",
         )

@@ -190,10 +190,26 @@ def run_query(
             while batch := cursor.fetchmany(columnar.FETCH_BATCH):
                 yield batch
         except duckdb.Error as exc:
-            raise UsageError(
-                f"query failed: {_first_line(exc)}",
-                hint="the views are `history` and `totals`; see docs/queries.md",
-            ) from None
+            raise _query_error(exc, picture) from None
+
+
+def _query_error(exc: Exception, picture: Picture) -> Exception:
+    """A DuckDB error as the user's mistake (2) or as an unreadable history file (74)."""
+    import duckdb
+
+    text = _first_line(exc)
+    for path, name in picture.fd_names().items():
+        text = text.replace(path, name)
+    if isinstance(exc, duckdb.PermissionException):
+        return UsageError(
+            f"query refused: {text}",
+            hint="--query reads the views `history` and `totals` only, and writes nothing",
+        )
+    if isinstance(exc, duckdb.IOException) or "/proc/self/fd/" in str(exc):
+        return ArchiveDamaged(f"a history file could not be read while answering: {text}")
+    return UsageError(
+        f"query failed: {text}", hint="the views are `history` and `totals`; see docs/queries.md"
+    )
 
 
 def _lock_down(con: Any, picture: Picture) -> None:

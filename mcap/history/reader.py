@@ -156,6 +156,14 @@ class Picture:
         through = self.archived_through
         return through is not None and ts <= through
 
+    def fd_names(self) -> dict[str, str]:
+        """The descriptor path of each open file → its name under history/, for messages."""
+        named = {f"archive/{name}": handle for name, handle in self.archives.items()}
+        named |= {path.name: handle for path, handle in self.legacy}
+        named |= {self.files.rows.name: self.plain, self.files.snapshots.name: self.snapshots_file}
+        paths = {self.fd_path(h): f"history/{name}" for name, h in named.items() if h is not None}
+        return dict(sorted(paths.items(), key=lambda item: -len(item[0])))  # fd/12 before fd/1
+
     @staticmethod
     def fd_path(handle: BinaryIO) -> str:
         """A path to an open file that names no glob and follows no later rename."""
@@ -188,7 +196,7 @@ class Picture:
     # --- verification -----------------------------------------------------------------------
     def coverage_problems(self) -> list[str]:
         """Pieces against snapshots.jsonl, and the plain file against its committed size."""
-        found = list(self.manifest.problems()) + list(self.snapshot_problems)
+        found = self.manifest.damage() + list(self.snapshot_problems)
         if self.state_problem and self.state_problem != "missing":
             found.append(f"history state {self.state_problem}; rebuilt in memory")
         if self.plain_size < self.head.history_size:

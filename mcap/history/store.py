@@ -167,7 +167,8 @@ class HistoryStore:
             first = self.plain_first_day(head)
             waiting = first is not None and first < today
             self.archived_pieces = []
-            if not (waiting or self.files.legacy_archives() or head.pending_compaction):
+            work = waiting or head.archived_bytes or head.pending_compaction
+            if not (work or self.files.legacy_archives() or not read_manifest(self.files).clean):
                 return []
             with open_picture(self.files.dir.parent) as picture:
                 expected = picture.expected()
