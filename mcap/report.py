@@ -47,6 +47,16 @@ def amount(value: Any) -> str:
     return "n/a"
 
 
+def age_text(seconds: float) -> str:
+    """`12 min`, `5.5 h`, `3 days`: an age a person reads at a glance."""
+    minutes = seconds / 60
+    if abs(minutes) < 90:
+        return f"{minutes:.0f} min"
+    if abs(minutes) < 48 * 60:
+        return f"{minutes / 60:.1f} h"
+    return f"{minutes / 1440:.0f} days"
+
+
 # --- after a run ---------------------------------------------------------------------------
 
 
@@ -249,15 +259,15 @@ def _status_of_snapshots(
     last = snapshots[-1]
     age_min = (at - parse_iso(last.ts)) / 60
     ctx.say(
-        f"Last good snapshot: {last.ts} ({age_min:.0f} min ago), "
-        f"{last.coin_count} coins of {last.expected_count} expected"
+        f"Last good snapshot: {last.ts} ({age_text(age_min * 60)} ago), {last.coin_count} coins"
+        + (f" of {last.expected_count} expected" if last.expected_count is not None else "")
     )
     if age_min > STALE_CADENCES * every:
         problems.append(
             Problem(
                 STALE,
-                f"last snapshot is {age_min:.0f} min old, more than {STALE_CADENCES} cadences "
-                f"of {every} min",
+                f"last snapshot is {age_text(age_min * 60)} old, more than {STALE_CADENCES} "
+                f"cadences of {every} min",
             )
         )
     elif age_min < 0:

@@ -530,3 +530,21 @@ def test_the_quick_start_keeps_data_out_of_the_source_tree():
     assert "uv run 02_fetch_all_market_caps.py --out-dir data" in readme
     ignored = subprocess.run(["git", "check-ignore", "-q", "data/x.json"], cwd=ROOT)
     assert ignored.returncode == 0
+
+
+def test_an_older_versions_manifest_is_read_and_upgraded(small_api, out):
+    written, day = two_days(S04, small_api, out)
+    manifest = manifest_path(out)
+    old_keys = ("day", "file", "rows", "snapshots", "raw_rows", "bytes", "file_sha256",
+                "source_sha256", "source", "archived_at")  # fmt: skip
+    entries = [{k: e[k] for k in old_keys} for e in read_jsonl(manifest)]
+    manifest.write_text("".join(json.dumps(e) + "\n" for e in entries))
+    assert export(out) == written
+    assert query(out, "SELECT count(*) FROM history")[1] == [(4 * small_api.served,)]
+    assert view(out, "--status").returncode == 0 and check_history(out, 30).ok
+    at(parse_iso(f"{day}T00:00:00Z") + 2 * 86400 + 300)  # a run that archives the next day
+    small_api.advance(300)
+    assert collect(S04, small_api, out).returncode == 0
+    upgraded = read_jsonl(manifest)
+    assert [e["day"] for e in upgraded][0] == day and all(e["tail_sha256"] for e in upgraded)
+    assert export(out).startswith(written) and check_history(out, 30).ok
