@@ -15,8 +15,8 @@ PROFILE = common.ScriptProfile(
 )
 
 
-def main(argv: list[str] | None = None) -> int:
-    return common.run_main(PROFILE, common.collect_snapshot, argv)
+def main(argv: list[str] | None = None, env: common.Environment | None = None) -> int:
+    return common.run_main(PROFILE, common.collect_snapshot, argv, env=env)
 
 
 if __name__ == "__main__":

@@ -10,18 +10,12 @@ PROFILE = common.ScriptProfile(
     description=__doc__,
     min_interval_min=5,  # the free plan refreshes about every 5 minutes
     archives_history=True,
-    has_budget_plan=True,
+    views=("plan",),
 )
 
 
-def pipeline(ctx: common.RunContext) -> int:
-    if ctx.config.show_plan:
-        return common.show_budget_plan(ctx)
-    return common.collect_snapshot(ctx)
-
-
-def main(argv: list[str] | None = None) -> int:
-    return common.run_main(PROFILE, pipeline, argv)
+def main(argv: list[str] | None = None, env: common.Environment | None = None) -> int:
+    return common.run_main(PROFILE, common.collect_snapshot, argv, env=env)
 
 
 if __name__ == "__main__":

@@ -11,27 +11,12 @@ PROFILE = common.ScriptProfile(
     min_interval_min=5,
     archives_history=True,
     records_gaps=True,
-    has_health_checks=True,
+    views=("status", "check-history", "export-history", "query"),
 )
 
 
-# The health and history views are read-only: no lock, no stats, no log.
-VIEWS = {
-    "status": common.show_status,
-    "check-history": common.show_history_check,
-    "export-history": common.export_history,
-    "query": common.query_history,
-}
-
-
-def pipeline(ctx: common.RunContext) -> int:
-    if ctx.config.view is not None:
-        return VIEWS[ctx.config.view](ctx)
-    return common.collect_snapshot(ctx)
-
-
-def main(argv: list[str] | None = None) -> int:
-    return common.run_main(PROFILE, pipeline, argv)
+def main(argv: list[str] | None = None, env: common.Environment | None = None) -> int:
+    return common.run_main(PROFILE, common.collect_snapshot, argv, env=env)
 
 
 if __name__ == "__main__":

@@ -17,28 +17,17 @@ def _stop_early(signum: int, frame: object) -> None:
 for _signum in (signal.SIGTERM, signal.SIGINT):  # first, before the slower imports below
     signal.signal(_signum, _stop_early)
 
-from mcap.context import RunContext
-from mcap.pipeline import collect_snapshot, fetch_catalogue
-from mcap.report import (
-    export_history,
-    query_history,
-    show_budget_plan,
-    show_history_check,
-    show_status,
-)
+from mcap.catalogue import fetch_catalogue
+from mcap.collect import collect_snapshot
+from mcap.context import Environment
 from mcap.runner import run_main
 from mcap.settings import INTERACTIVE_DEADLINE_S, ScriptProfile
 
 __all__ = [
     "INTERACTIVE_DEADLINE_S",
-    "RunContext",
+    "Environment",
     "ScriptProfile",
     "collect_snapshot",
-    "export_history",
     "fetch_catalogue",
-    "query_history",
     "run_main",
-    "show_budget_plan",
-    "show_history_check",
-    "show_status",
 ]

@@ -5,11 +5,11 @@ settings, retry                    what a run is set to do
 fsio, signals, logsetup            the process's files, signals and log
 ledger                             the request quota on disk
 client                             fetch: HTTP → strict JSON
-validate, formats, snapshot        check a payload, serialise it, what changed
+validate, formats, snapshot        check a payload, serialise it, the snapshot's rules
 history                            commit, repair, the reader, archive, gaps, check, views' SQL
-context, rejected                  a run's outcome, refused payloads
-report                             what a person reads
-pipeline                           fetch → validate → write → commit → report
+context, rejected, publish         a run's outcome and streams, refused payloads, the transaction
+report, status, views, cli         what a person reads, the read-only views, the command line
+collect, catalogue                 the pipelines of 02–04 and of 01
 runner                             the process: arguments, lock, exit code, stats
 """
 
@@ -44,7 +44,12 @@ LAYERS = (
     "history",
     "context",
     "rejected",
+    "publish",
     "report",
-    "pipeline",
+    "status",
+    "views",
+    "cli",
+    "collect",
+    "catalogue",
     "runner",
 )

@@ -11,7 +11,7 @@ import re
 import time
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import requests
@@ -56,6 +56,15 @@ class Deadline:
     def check(self, doing: str) -> None:
         if self.remaining() <= 0:
             raise DeadlineExceeded(f"run deadline of {self.seconds:g}s passed while {doing}")
+
+
+@dataclass(frozen=True)
+class ApiResponse:
+    """A 200 answer: its path, its body as received (decompressed) and the parsed JSON."""
+
+    path: str
+    body: bytes = field(repr=False)
+    data: Any = field(repr=False)
 
 
 @dataclass
@@ -206,7 +215,6 @@ class ApiClient:
         self._on_retry = on_retry
         self.policy = RetryPolicy(attempts=config.max_attempts)
         self._last_attempt = 0.0
-        self.last_body: tuple[str, bytes] | None = None  # for rejected/ when validation fails
         self.session = _NoRedirectSession()
         self.session.headers.update(
             {
@@ -221,12 +229,12 @@ class ApiClient:
     def close(self) -> None:
         self.session.close()
 
-    def get_json(self, path: str, params: dict[str, str] | None = None) -> Any:
-        """GET base_url+path and return strictly parsed JSON.
+    def get(self, path: str, params: dict[str, str] | None = None) -> ApiResponse:
+        """GET base_url+path: the body and its strictly parsed JSON.
 
         Raises:
             ApiUnavailable: retries exhausted (69); DeadlineExceeded when the run's time is up.
-            ApiDataError: 400/404 or a body that is not usable JSON (65).
+            ApiDataError: 400/404 or a body that is not usable JSON (65); carries the body.
             AuthOrPlanError: 401/402/403 (78).
             BudgetExceeded: the ledger refused the next attempt (75).
         """
@@ -259,7 +267,6 @@ class ApiClient:
 
     def _attempt(self, path: str, params: dict[str, str]) -> Any:
         GUARD.checkpoint()
-        self.last_body = None
         self._pace()
         self.deadline.check(f"about to GET {path}")
         if self.ledger is not None:
@@ -290,8 +297,7 @@ class ApiClient:
                 self._raise_for_status(path, response)
             reader = self._read_body(path, response)
             body = reader.body()
-        self.last_body = (path, body)
-        return self._decode(path, response, body)
+        return ApiResponse(path, body, self._decode(path, response, body))
 
     def _read_body(
         self, path: str, response: requests.Response, limit: int | None = None
@@ -323,8 +329,8 @@ class ApiClient:
                     break
                 try:
                     reader.feed(chunk)
-                except BodyTooLarge:
-                    self.last_body = (path, reader.prefix(REJECTED_PREFIX_BYTES))
+                except BodyTooLarge as exc:
+                    exc.endpoint, exc.body = path, reader.prefix(REJECTED_PREFIX_BYTES)
                     raise
                 self.deadline.check(f"reading {path} ({reader.received} bytes so far)")
                 if limit is not None and reader.received >= limit:
@@ -372,18 +378,21 @@ class ApiClient:
     def _decode(self, path: str, response: requests.Response, body: bytes) -> Any:
         # Judged by the body, not the label: a JSON body is used whatever its Content-Type,
         # and an HTML page (Cloudflare, a captive portal) is refused even when labelled JSON.
+        def refused(message: str) -> ApiDataError:
+            return ApiDataError(message, endpoint=path, body=body)
+
         if body.lstrip()[:1] == b"<":
             content_type = response.headers.get("Content-Type", "?")
-            raise ApiDataError(
+            raise refused(
                 f"{path} answered HTML ({content_type}) instead of JSON: {error_text(body)}"
             )
         if not body.strip():
-            raise ApiDataError(f"{path} answered 200 with an empty body")
+            raise refused(f"{path} answered 200 with an empty body")
         try:
             return loads_strict(body)
         except json.JSONDecodeError as exc:
             if _looks_truncated(exc):
                 raise TransientError(f"{path} body cut off after {len(body)} bytes") from exc
-            raise ApiDataError(f"{path} is not valid JSON: {exc.msg} at byte {exc.pos}") from exc
+            raise refused(f"{path} is not valid JSON: {exc.msg} at byte {exc.pos}") from exc
         except (ValueError, RecursionError) as exc:
-            raise ApiDataError(f"{path} rejected by strict JSON parsing: {exc}") from exc
+            raise refused(f"{path} rejected by strict JSON parsing: {exc}") from exc

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import io
 import logging
+import os
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, BinaryIO, TextIO
 
 from .client import Deadline, RequestCounter
 from .clock import now, utc_iso
-from .errors import ExitCode
+from .errors import CollectorError, ExitCode, Interrupted
 from .redact import redact
 from .settings import Config
 
@@ -61,19 +64,53 @@ class RunStats:
         return asdict(self)
 
 
-def write_stderr(text: str) -> None:
-    """One line on stderr, key redacted; a closed stderr is not a reason to fail."""
-    try:
-        print(redact(text), file=sys.stderr, flush=True)
-    except (OSError, ValueError):
-        return
+@dataclass
+class Environment:
+    """Where a run's output goes: the process's streams, or a test's buffers (as httpie's).
+
+    stdout is binary: the views print history lines byte for byte; text is UTF-8.
+    """
+
+    stdout: BinaryIO
+    stderr: TextIO
+
+    @classmethod
+    def of_process(cls) -> Environment:
+        return cls(sys.stdout.buffer, sys.stderr)
+
+    def write(self, data: bytes) -> None:
+        self.stdout.write(data)
+
+    def flush(self) -> None:
+        self.stdout.flush()
+
+    def print(self, text: str = "") -> None:
+        self.stdout.write((text + "\n").encode("utf-8", "surrogateescape"))
+        self.stdout.flush()
+
+    def error_line(self, text: str) -> None:
+        """One line on stderr, key redacted; a closed stderr is not a reason to fail."""
+        try:
+            print(redact(text), file=self.stderr, flush=True)
+        except (OSError, ValueError):
+            return
+
+    def silence_stdout(self) -> None:
+        """After the reader of a pipe went away (`… | head`): the rest goes nowhere, quietly."""
+        try:
+            fileno = self.stdout.fileno()
+        except (OSError, ValueError, io.UnsupportedOperation):
+            return
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, fileno)
 
 
 class RunContext:
     """One run: its config, stats, deadline and terminal output."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, env: Environment | None = None) -> None:
         self.config = config
+        self.env = env or Environment.of_process()
         self.started = now()
         self.started_mono = time.monotonic()
         self.run_id = uuid.uuid4().hex[:8]
@@ -102,21 +139,24 @@ class RunContext:
         """Progress and summary on stdout, unless --quiet."""
         if not self.config.quiet and not self.stdout_broken:
             try:
-                print(redact(text), flush=True)
+                self.env.print(redact(text))
             except OSError:  # a closed pipe or full stdout must not cost the snapshot
                 self.stdout_broken = True
+
+    def error_line(self, text: str) -> None:
+        self.env.error_line(text)
 
     def progress(self, text: str) -> None:
         """One stderr line for a person watching an interactive run (retries, waits)."""
         if self.interactive:
-            write_stderr(f"{self.config.script}: {text}")
+            self.error_line(f"{self.config.script}: {text}")
 
     def warn(self, text: str) -> None:
         """A problem that does not change the outcome: stderr and the log, once."""
         text = redact(text)
         self.warnings.append(text)
         log.warning("%s", text)
-        write_stderr(f"{self.config.script}: warning: {text}")
+        self.error_line(f"{self.config.script}: warning: {text}")
 
     def skip(self, reason: str) -> ExitCode:
         self.stats.status = "skipped"
@@ -124,3 +164,18 @@ class RunContext:
         log.info("skipped: %s", reason)
         self.say(f"Skipped: {reason}")
         return ExitCode.OK
+
+    def best_effort(self, doing: str, step: Callable[[], object], when: str = "") -> None:
+        """Run a step whose failure must not change the run's outcome: it becomes a warning."""
+        try:
+            step()
+        except Interrupted:
+            raise  # a signal ends the run: 130/143, or ok when the snapshot is already committed
+        except Exception as exc:  # noqa: BLE001 - a warning; the next run retries
+            self.warn(f"{doing} failed{' ' + when if when else ''}: {exc}")
+            if not isinstance(exc, CollectorError | OSError):
+                log.warning("traceback of the above", exc_info=exc)
+
+    def after_commit(self, doing: str, step: Callable[[], object]) -> None:
+        """A step past the commit point: a failure is a warning, never the run's outcome."""
+        self.best_effort(doing, step, "after the snapshot was committed")

@@ -23,14 +23,18 @@ class ExitCode(IntEnum):
 
 
 class CollectorError(Exception):
-    """Base of every error raised on purpose; anything else is a bug (70)."""
+    """Base of every error raised on purpose; anything else is a bug (70).
+
+    `hint` says what to do; notes added on the way (`add_note`) follow it.
+    """
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         super().__init__(message)
         self.hint = default_hint(type(self)) if hint is None else hint
 
     def one_line(self) -> str:
-        text = f"{self} — {self.hint}" if self.hint else str(self)
+        advice = "; ".join(part for part in (self.hint, *getattr(self, "__notes__", ())) if part)
+        text = f"{self} — {advice}" if advice else str(self)
         return " ".join(text.split())
 
 
@@ -39,7 +43,23 @@ class UsageError(CollectorError):
 
 
 class ApiDataError(CollectorError):
-    """The API answered, but not with data we can use."""
+    """The API answered, but not with data we can use.
+
+    Carries the refused body (or its first megabytes) when there was one, as requests'
+    exceptions carry the response.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        hint: str | None = None,
+        endpoint: str | None = None,
+        body: bytes | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.endpoint = endpoint
+        self.body = body
 
 
 class ShrunkSnapshot(ApiDataError):

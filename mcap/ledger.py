@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,18 +22,49 @@ log = logging.getLogger(__name__)
 LEDGER_NAME = "request_ledger.json"
 
 
-def empty_ledger(now: float) -> dict[str, Any]:
-    return {
-        "month": month_key(now),
-        "month_requests": 0,
-        "hour": hour_key(now),
-        "hour_requests": 0,
-        "by_script": {},
-        "past_months": {},
-        "blocked_until": None,
-        "blocked_reason": None,
-        "updated_at": utc_iso(now),
-    }
+@dataclass(frozen=True)
+class LedgerState:
+    """request_ledger.json: this month's and this hour's calls, and the quota block."""
+
+    month: str
+    month_requests: int
+    hour: str
+    hour_requests: int
+    by_script: Mapping[str, int]
+    past_months: Mapping[str, int]
+    blocked_until: str | None
+    blocked_reason: str | None
+    updated_at: str
+
+    def replace(self, **changes: Any) -> LedgerState:
+        return dataclasses.replace(self, **changes)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "month": self.month,
+            "month_requests": self.month_requests,
+            "hour": self.hour,
+            "hour_requests": self.hour_requests,
+            "by_script": dict(self.by_script),
+            "past_months": dict(self.past_months),
+            "blocked_until": self.blocked_until,
+            "blocked_reason": self.blocked_reason,
+            "updated_at": self.updated_at,
+        }
+
+
+def empty_ledger(now: float) -> LedgerState:
+    return LedgerState(
+        month=month_key(now),
+        month_requests=0,
+        hour=hour_key(now),
+        hour_requests=0,
+        by_script={},
+        past_months={},
+        blocked_until=None,
+        blocked_reason=None,
+        updated_at=utc_iso(now),
+    )
 
 
 _COUNTS = ("month_requests", "hour_requests")
@@ -79,7 +112,7 @@ class RequestLedger:
     def lock_path(self) -> Path:
         return self.out_dir / f".{LEDGER_NAME.removesuffix('.json')}.lock"
 
-    def load(self, now: float | None = None) -> dict[str, Any]:
+    def load(self, now: float | None = None) -> LedgerState:
         """The ledger as of now: counts roll over at month and hour boundaries."""
         now = clock.now() if now is None else now
         try:
@@ -102,22 +135,25 @@ class RequestLedger:
         )
 
     @staticmethod
-    def _roll(data: dict[str, Any], now: float) -> dict[str, Any]:
-        merged = empty_ledger(now) | data
-        if merged["month"] != month_key(now):
-            past = dict(merged.get("past_months") or {})
-            past[merged["month"]] = merged["month_requests"]
-            merged.update(month=month_key(now), month_requests=0, by_script={}, past_months=past)
-        if merged["hour"] != hour_key(now):
-            merged.update(hour=hour_key(now), hour_requests=0)
-        until = merged.get("blocked_until")
-        if until and parse_iso(until) <= now:
-            merged.update(blocked_until=None, blocked_reason=None)
-        return merged
+    def _roll(data: dict[str, Any], now: float) -> LedgerState:
+        fields = empty_ledger(now).to_json() | {
+            k: v for k, v in data.items() if k in LedgerState.__dataclass_fields__
+        }
+        state = LedgerState(**fields)
+        if state.month != month_key(now):
+            past = {**state.past_months, state.month: state.month_requests}
+            state = state.replace(
+                month=month_key(now), month_requests=0, by_script={}, past_months=past
+            )
+        if state.hour != hour_key(now):
+            state = state.replace(hour=hour_key(now), hour_requests=0)
+        if state.blocked_until and parse_iso(state.blocked_until) <= now:
+            state = state.replace(blocked_until=None, blocked_reason=None)
+        return state
 
-    def _save(self, data: dict[str, Any], now: float) -> None:
-        data["updated_at"] = utc_iso(now)
-        body = json.dumps(data, indent=2, allow_nan=False, sort_keys=False) + "\n"
+    def _save(self, state: LedgerState, now: float) -> None:
+        body = json.dumps(state.replace(updated_at=utc_iso(now)).to_json(), indent=2,
+                          allow_nan=False, sort_keys=False) + "\n"  # fmt: skip
         atomic_write_bytes(self.path, body.encode())
 
     def record_attempt(self, script: str, budget: int | None) -> int:
@@ -128,65 +164,80 @@ class RequestLedger:
         """
         with locked(self.lock_path):
             now = clock.now()
-            data = self.load(now)
-            if budget is not None and data["month_requests"] >= budget:
+            state = self.load(now)
+            if budget is not None and state.month_requests >= budget:
                 raise BudgetExceeded(
                     f"monthly budget of {budget} requests used up "
-                    f"({data['month_requests']} made this month); "
+                    f"({state.month_requests} made this month); "
                     f"resets {utc_iso(next_month_start(now))}"
                 )
-            data["month_requests"] += 1
-            data["hour_requests"] += 1
-            data["by_script"][script] = data["by_script"].get(script, 0) + 1
-            self._save(data, now)
-            return data["month_requests"]
+            state = state.replace(
+                month_requests=state.month_requests + 1,
+                hour_requests=state.hour_requests + 1,
+                by_script={**state.by_script, script: state.by_script.get(script, 0) + 1},
+            )
+            self._save(state, now)
+            return state.month_requests
 
     def check_can_run(
         self, calls: int, attempts_per_call: int, budget: int | None, force: bool
-    ) -> dict[str, Any]:
+    ) -> LedgerState:
         """Refuse before any request: quota block (78) or no room for the worst case (75).
 
         The worst case is every call using all its retries; a run that could not afford it
         makes no request at all, so the budget holds even in a 5xx storm.
         """
         now = clock.now()
-        data = self.load(now)
-        if data["blocked_until"] and not force:
+        state = self.load(now)
+        if state.blocked_until and not force:
             raise QuotaBlocked(
-                f"API quota blocked until {data['blocked_until']} "
-                f"({data.get('blocked_reason') or 'HTTP 402'})"
+                f"API quota blocked until {state.blocked_until} "
+                f"({state.blocked_reason or 'HTTP 402'})"
             )
         worst_case = calls * attempts_per_call
-        if budget is not None and data["month_requests"] + worst_case > budget:
+        if budget is not None and state.month_requests + worst_case > budget:
             raise BudgetExceeded(
-                f"request budget exhausted: {data['month_requests']} of {budget} calls used this "
+                f"request budget exhausted: {state.month_requests} of {budget} calls used this "
                 f"month, this run may need up to {worst_case} ({calls} requests, each with up to "
                 f"{attempts_per_call - 1} retries); the budget resets "
                 f"{utc_iso(next_month_start(now))}"
             )
-        return data
+        return state
 
     def mark_blocked(self, reason: str) -> str:
         """After a quota 402: block every run until the month resets."""
         with locked(self.lock_path):
             now = clock.now()
-            data = self.load(now)
             until = utc_iso(next_month_start(now))
-            data.update(blocked_until=until, blocked_reason=reason)
-            self._save(data, now)
+            self._save(self.load(now).replace(blocked_until=until, blocked_reason=reason), now)
         log.warning("ledger: quota blocked until %s (%s)", until, reason)
         return until
 
     def clear_block(self) -> None:
         with locked(self.lock_path):
             now = clock.now()
-            data = self.load(now)
-            if data.get("blocked_until"):
-                data.update(blocked_until=None, blocked_reason=None)
-                self._save(data, now)
+            state = self.load(now)
+            if state.blocked_until:
+                self._save(state.replace(blocked_until=None, blocked_reason=None), now)
 
 
-def budget_plan(config: Config, used: int, at: float | None = None) -> dict[str, Any]:
+@dataclass(frozen=True)
+class BudgetPlan:
+    """A cadence's cost against the monthly budget (03 --plan, and one log line per run)."""
+
+    every_min: int
+    calls_per_snapshot: int
+    days_in_month: int
+    calls_needed_full_month: int
+    calls_used_this_month: int
+    calls_needed_rest_of_month: int
+    monthly_budget: int | None
+    fits: bool
+    fits_rest_of_month: bool
+    fastest_cadence_min: int | None
+
+
+def budget_plan(config: Config, used: int, at: float | None = None) -> BudgetPlan:
     """Budget maths for a cadence: calls this month vs the budget, and the fastest cadence."""
     at = clock.now() if at is None else at
     start, end = month_start(at), next_month_start(at)
@@ -205,31 +256,31 @@ def budget_plan(config: Config, used: int, at: float | None = None) -> dict[str,
             ),
             None,
         )
-    return {
-        "every_min": config.every_min,
-        "calls_per_snapshot": CALLS_PER_SNAPSHOT,
-        "days_in_month": round(month_minutes / 1440),
-        "calls_needed_full_month": per_month,
-        "calls_used_this_month": used,
-        "calls_needed_rest_of_month": rest,
-        "monthly_budget": budget,
-        "fits": budget is None or per_month <= budget,
-        "fits_rest_of_month": budget is None or used + rest <= budget,
-        "fastest_cadence_min": fastest,
-    }
+    return BudgetPlan(
+        every_min=config.every_min,
+        calls_per_snapshot=CALLS_PER_SNAPSHOT,
+        days_in_month=round(month_minutes / 1440),
+        calls_needed_full_month=per_month,
+        calls_used_this_month=used,
+        calls_needed_rest_of_month=rest,
+        monthly_budget=budget,
+        fits=budget is None or per_month <= budget,
+        fits_rest_of_month=budget is None or used + rest <= budget,
+        fastest_cadence_min=fastest,
+    )
 
 
-def log_budget_plan(config: Config, used: int) -> dict[str, Any]:
+def log_budget_plan(config: Config, used: int) -> BudgetPlan:
     """The budget maths for this run's cadence, as one log line; returns the figures."""
     plan = budget_plan(config, used)
     log.info(
         "budget plan: every %d min needs %d calls/month (%d left this month, %d used) "
         "of budget %s; fastest cadence that fits: %s min",
-        plan["every_min"],
-        plan["calls_needed_full_month"],
-        plan["calls_needed_rest_of_month"],
+        plan.every_min,
+        plan.calls_needed_full_month,
+        plan.calls_needed_rest_of_month,
         used,
-        plan["monthly_budget"],
-        plan["fastest_cadence_min"],
+        plan.monthly_budget,
+        plan.fastest_cadence_min,
     )
     return plan

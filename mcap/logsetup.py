@@ -5,9 +5,9 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
-import sys
 import time
 from pathlib import Path
+from typing import TextIO
 
 from .errors import Interrupted
 from .fsio import FILE_MODE, write_all
@@ -90,7 +90,7 @@ def log_failure() -> str | None:
 
 
 def setup_logging(
-    out_dir: Path | None, script: str, run_id: str, *, verbose: bool
+    out_dir: Path | None, script: str, run_id: str, stderr: TextIO, *, verbose: bool
 ) -> logging.Logger:
     """Configure the root logger once: the shared file always, stderr only with --verbose."""
     root = logging.getLogger()
@@ -103,7 +103,7 @@ def setup_logging(
         file_handler.setFormatter(fmt)
         root.addHandler(file_handler)
     if verbose:
-        err = logging.StreamHandler(sys.stderr)
+        err = logging.StreamHandler(stderr)
         err.setFormatter(fmt)
         root.addHandler(err)
     if not root.handlers:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from .client import ApiClient
+from .client import ApiClient, ApiResponse
 from .clock import compact_id, utc_iso
 from .errors import ApiDataError, LocalStateError
 from .fsio import atomic_write_bytes, check_free_space, ensure_subdir
@@ -46,14 +46,22 @@ def keep_rejected(out_dir: Path, endpoint: str, body: bytes) -> Path | None:
     return target
 
 
-def fetch_or_keep_rejected(out_dir: Path, client: ApiClient, fetch: Callable[[], Result]) -> Result:
-    """Run a fetch-and-validate step; a refused payload goes to rejected/ and the error says so."""
+def fetch_validated(
+    out_dir: Path,
+    client: ApiClient,
+    path: str,
+    validate: Callable[[Any], Result],
+    params: dict[str, str] | None = None,
+) -> Result:
+    """GET and validate; a refused payload goes to rejected/ and the error notes where."""
+    response: ApiResponse | None = None
     try:
-        return fetch()
+        response = client.get(path, params)
+        return validate(response.data)
     except ApiDataError as exc:
-        if client.last_body is not None:
-            kept = keep_rejected(out_dir, *client.last_body)
+        body = exc.body if exc.body is not None else response.body if response else None
+        if body is not None:
+            kept = keep_rejected(out_dir, exc.endpoint or path, body)
             if kept is not None:
-                note = f"payload kept in {REJECTED_DIR}/{kept.name}"
-                exc.hint = f"{exc.hint}; {note}" if exc.hint else note
+                exc.add_note(f"payload kept in {REJECTED_DIR}/{kept.name}")
         raise

@@ -13,8 +13,9 @@ import os
 import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
 
+from .cli import parse_config
 from .clock import utc_iso
-from .context import STATS_NAME, RunContext, write_stderr
+from .context import STATS_NAME, Environment, RunContext
 from .errors import (
     ApiDataError,
     ApiUnavailable,
@@ -32,8 +33,9 @@ from .history import HistoryStore
 from .ledger import RequestLedger
 from .logsetup import log_failure, setup_logging
 from .redact import redact, set_secret
-from .settings import ScriptProfile, parse_config
+from .settings import ScriptProfile
 from .signals import GUARD
+from .views import BY_NAME
 
 log = logging.getLogger(__name__)
 
@@ -47,21 +49,27 @@ def run_main(
     pipeline: Pipeline,
     argv: Sequence[str] | None = None,
     environ: Mapping[str, str] | None = None,
+    env: Environment | None = None,
 ) -> int:
-    """Parse, run, and map the outcome to the contract's exit code."""
-    config = parse_config(profile, argv, environ)  # argparse exits 2 itself
+    """Parse, run the pipeline (or the view asked for), and map the outcome to an exit code."""
+    env = env or Environment.of_process()
+    try:
+        config = parse_config(profile, argv, environ, env)
+    except SystemExit as exc:  # argparse: --help (0) or a bad command line (2), already said
+        return exc.code if isinstance(exc.code, int) else int(ExitCode.USAGE)
     set_secret(config.api_key)
-    ctx = RunContext(config)
+    ctx = RunContext(config, env)
     GUARD.install(config.deadline_s)
+    work = BY_NAME[config.view].run if config.view is not None else pipeline
     error: str | None = None
     try:
         try:
             open_out_dir(ctx)
-            if config.read_only or config.show_plan:
-                code = pipeline(ctx)
+            if config.view is not None:  # views take no run lock
+                code = work(ctx)
             else:
                 with run_lock(ctx):
-                    code = pipeline(ctx)
+                    code = work(ctx)
             GUARD.checkpoint()  # a signal whose exception was swallowed on its way
         finally:
             GUARD.finishing()  # from here on a signal is only noted: the outcome is decided
@@ -84,7 +92,7 @@ def open_out_dir(ctx: RunContext) -> None:
     """
     config = ctx.config
     if config.read_only:
-        setup_logging(None, config.script, ctx.run_id, verbose=config.verbose)
+        setup_logging(None, config.script, ctx.run_id, ctx.env.stderr, verbose=config.verbose)
         if not config.out_dir.is_dir():
             raise UsageError(f"--out-dir {config.out_dir}: no such directory")
         return
@@ -92,7 +100,7 @@ def open_out_dir(ctx: RunContext) -> None:
         ensure_dir(config.out_dir)
     finally:
         out_dir = config.out_dir if config.out_dir.is_dir() else None
-        setup_logging(out_dir, config.script, ctx.run_id, verbose=config.verbose)
+        setup_logging(out_dir, config.script, ctx.run_id, ctx.env.stderr, verbose=config.verbose)
     check_writable(config.out_dir)
 
 
@@ -146,13 +154,13 @@ def report_failure(ctx: RunContext, exc: BaseException) -> tuple[int, str | None
         return int(ExitCode.OK), None
     if code == ExitCode.SOFTWARE:
         log.error("unexpected error (a bug): %s", line, exc_info=exc)
-        write_stderr(f"{ctx.config.script}: error: {line} (a bug; traceback in collection.log)")
+        ctx.error_line(f"{ctx.config.script}: error: {line} (a bug; traceback in collection.log)")
     else:
         if not ctx.lock_refused:  # a refused run leaves exactly one log line (CONTRACT)
             log.error("%s", line)
-        write_stderr(f"{ctx.config.script}: error: {line}")
+        ctx.error_line(f"{ctx.config.script}: error: {line}")
     if ctx.config.verbose:
-        write_stderr("".join(traceback.format_exception(exc)))
+        ctx.error_line("".join(traceback.format_exception(exc)))
     return code, line
 
 
@@ -181,7 +189,7 @@ def finish(ctx: RunContext, code: int, error: str | None) -> int:
         _write_stats(ctx, tell=code == ExitCode.OK)  # a failed run has said enough already
     crash_point("run.after_stats")
     if code == ExitCode.OK and log_failure():  # a failed run has said enough already
-        write_stderr(f"{ctx.config.script}: warning: {log_failure()}")
+        ctx.error_line(f"{ctx.config.script}: warning: {log_failure()}")
     if not ctx.config.read_only and not ctx.lock_refused:
         log.info(
             "run end status=%s exit=%d coins=%s requests=%d retries=%d duration=%.2fs%s",
@@ -200,8 +208,8 @@ def _add_disk_figures(ctx: RunContext) -> None:
     stats = ctx.stats
     try:
         ledger = RequestLedger(ctx.config.out_dir).load()
-        stats.requests_this_month = ledger["month_requests"]
-        stats.blocked_until = ledger.get("blocked_until")
+        stats.requests_this_month = ledger.month_requests
+        stats.blocked_until = ledger.blocked_until
     except (LocalStateError, OSError) as exc:
         log.warning("latest_stats.json: no ledger figures (%s)", exc)
     try:
@@ -217,7 +225,7 @@ def _write_stats(ctx: RunContext, tell: bool) -> None:
     except (CollectorError, OSError, ValueError) as exc:
         log.error("cannot write %s: %s", STATS_NAME, exc)
         if tell:
-            write_stderr(
+            ctx.error_line(
                 f"{ctx.config.script}: warning: {STATS_NAME} not updated ({exc}); "
                 "the next run rewrites it"
             )

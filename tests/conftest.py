@@ -105,11 +105,12 @@ def run_script(
 def _run_inside(
     script: str, argv: list[str], env: dict[str, str], cwd: Path
 ) -> subprocess.CompletedProcess[str]:
-    import contextlib
+    """main(argv, env) with the output in buffers (the scripts take an Environment)."""
     import io
     import logging
     import signal
 
+    from mcap.context import Environment
     from mcap.redact import set_secret
 
     module = load_script(script)
@@ -119,16 +120,12 @@ def _run_inside(
     }
     root = logging.getLogger()
     saved_handlers, saved_level = list(root.handlers), root.level
-    out, err = io.StringIO(), io.StringIO()
+    streams = Environment(io.BytesIO(), io.StringIO())
     os.environ.clear()
     os.environ.update(env)
     os.chdir(cwd)
     try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                code = module.main(argv)
-            except SystemExit as exc:  # argparse
-                code = exc.code if isinstance(exc.code, int) else 2
+        code = module.main(argv, streams)
     finally:
         os.chdir(saved_cwd)
         os.environ.clear()
@@ -142,7 +139,8 @@ def _run_inside(
             root.addHandler(handler)
         root.setLevel(saved_level)
         set_secret(None)
-    return subprocess.CompletedProcess([script, *argv], code, out.getvalue(), err.getvalue())
+    out = streams.stdout.getvalue().decode("utf-8", "surrogateescape")  # type: ignore[attr-defined]
+    return subprocess.CompletedProcess([script, *argv], code, out, streams.stderr.getvalue())  # type: ignore[attr-defined]
 
 
 _SCRIPTS: dict[str, object] = {}

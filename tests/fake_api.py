@@ -621,6 +621,8 @@ class FakeCoinPaprika:
             raise ValueError(f"unknown fault kind {kind!r}; expected one of {sorted(FAULT_KINDS)}")
         if times == 0 or times < -1:
             raise ValueError("times must be positive or -1")
+        if kind == "gzip_bomb":  # built now: a slow body inside the request would time out
+            _gzip_bomb(int(opts.get("mb", 1000)))
         with self._req_lock:
             self._faults.setdefault(self._norm(path), deque()).append([kind, times, opts])
 

@@ -261,7 +261,7 @@ def test_ledger_counts_refuses_and_blocks(tmp_path):
         ledger.check_can_run(1, 1, budget=None, force=False)
     ledger.check_can_run(1, 1, budget=None, force=True)
     data = ledger.load()
-    assert data["month_requests"] == 2 and data["by_script"] == {"s": 2}
+    assert data.month_requests == 2 and data.by_script == {"s": 2}
 
 
 def test_ledger_rolls_over_months(tmp_path):
@@ -269,21 +269,21 @@ def test_ledger_rolls_over_months(tmp_path):
     ledger.record_attempt("s", budget=None)
     later = parse_iso("2099-01-15T00:00:00Z")
     data = ledger.load(now=later)
-    assert data["month"] == "2099-01" and data["month_requests"] == 0
-    assert sum(data["past_months"].values()) == 1
+    assert data.month == "2099-01" and data.month_requests == 0
+    assert sum(data.past_months.values()) == 1
 
 
 def test_budget_maths():
     config = Config(profile=PROFILE, out_dir=Path("."), base_url="x", every_min=5)
     plan = budget_plan(config, used=0, at=parse_iso("2026-12-01T00:00:00Z"))
-    assert plan["calls_needed_full_month"] == 17_856 and plan["fits"]
-    assert plan["fastest_cadence_min"] == 5
+    assert plan.calls_needed_full_month == 17_856 and plan.fits
+    assert plan.fastest_cadence_min == 5
     slow = budget_plan(
         Config(profile=PROFILE, out_dir=Path("."), base_url="x", every_min=2),
         used=0,
         at=parse_iso("2026-12-01T00:00:00Z"),
     )
-    assert not slow["fits"]
+    assert not slow.fits
 
 
 # --- the client: retry policy ---------------------------------------------------------------
@@ -307,10 +307,10 @@ def test_retry_after_is_honoured_and_capped(free_api, tmp_path):
     client = make_client(free_api.url, tmp_path, sleeps)
     free_api.add_fault("/global", "status", status=429, retry_after="2")
     free_api.add_fault("/global", "status", status=503, retry_after="86400")
-    assert client.get_json("/global")["market_cap_usd"] > 0
+    assert client.get("/global").data["market_cap_usd"] > 0
     assert sleeps == [2.0, 120.0]
     assert client.counter.attempts == 3 and client.counter.retries == 2
-    assert RequestLedger(tmp_path).load()["month_requests"] == 3
+    assert RequestLedger(tmp_path).load().month_requests == 3
 
 
 def test_backoff_without_retry_after_is_jittered_and_bounded(free_api, tmp_path):
@@ -318,7 +318,7 @@ def test_backoff_without_retry_after_is_jittered_and_bounded(free_api, tmp_path)
     client = make_client(free_api.url, tmp_path, sleeps)
     free_api.add_fault("/global", "status", status=500, times=-1)
     with pytest.raises(ApiUnavailable):
-        client.get_json("/global")
+        client.get("/global")
     assert free_api.count("/global") == 4 and len(sleeps) == 3
     assert all(0.5 <= s <= 30 for s in sleeps)
 
@@ -337,7 +337,7 @@ def test_client_errors_are_never_retried(free_api, tmp_path, status, error):
     client = make_client(free_api.url, tmp_path, [])
     free_api.add_fault("/tickers", "status", status=status)
     with pytest.raises(error) as caught:
-        client.get_json("/tickers")
+        client.get("/tickers")
     assert free_api.count("/tickers") == 1
     assert str(status) in str(caught.value)
 
@@ -345,7 +345,7 @@ def test_client_errors_are_never_retried(free_api, tmp_path, status, error):
 def test_unknown_route_text_404_is_reported(free_api, tmp_path):
     client = make_client(free_api.url, tmp_path, [])
     with pytest.raises(ApiDataError, match="404 page not found"):
-        client.get_json("/no-such-route")
+        client.get("/no-such-route")
 
 
 # --- history --------------------------------------------------------------------------------------
@@ -414,7 +414,7 @@ def test_shared_log_loses_no_lines_across_processes(tmp_path):
 import logging, sys
 from pathlib import Path
 from mcap.logsetup import setup_logging
-setup_logging(Path(sys.argv[1]), "w" + sys.argv[2], "r", verbose=False)
+setup_logging(Path(sys.argv[1]), "w" + sys.argv[2], "r", sys.stderr, verbose=False)
 for i in range(400):
     logging.getLogger("t").info("line %d %s", i, "x" * 200)
 """
@@ -474,7 +474,7 @@ def test_log_rotation_keeps_every_line(tmp_path, monkeypatch):
 
     monkeypatch.setattr(logsetup, "LOG_MAX_BYTES", 20_000)
     set_secret("sk-SECRET")
-    logsetup.setup_logging(tmp_path, "t", "r", verbose=False)
+    logsetup.setup_logging(tmp_path, "t", "r", sys.stderr, verbose=False)
     logger = logging.getLogger("rotation-test")
     for i in range(3000):
         logger.info("line %05d key=%s", i, "sk-SECRET")

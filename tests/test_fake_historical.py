@@ -333,23 +333,6 @@ def test_series_equals_what_the_endpoint_sent(api: FakeCoinPaprika) -> None:
         api.historical_series("nope-coin", day - DAY, day, "1d")
 
 
-def test_body_building_is_fast(api: FakeCoinPaprika) -> None:
-    api.tier = "enterprise"
-    now = int(api.now())
-
-    def best(query: dict) -> float:
-        times = []
-        for _ in range(5):
-            t0 = time.perf_counter()
-            status, _, _ = api._route("/v1/tickers/eth-ethereum/historical", query, {})
-            times.append(time.perf_counter() - t0)
-            assert status == 200
-        return min(times)
-
-    assert best({"start": str(now - 365 * DAY + 60), "interval": "1d"}) < 0.010
-    assert best({"start": str(now - 18 * DAY), "interval": "5m", "limit": "5000"}) < 0.050
-
-
 # ---------------------------------------------------------------- clock, faults, limits
 def test_windows_and_newest_point_follow_time_offset(api: FakeCoinPaprika) -> None:
     real = time.time()

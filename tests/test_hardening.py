@@ -139,12 +139,12 @@ def test_after_the_commit_a_failing_stats_write_is_a_warning(api, out, run_inpro
 
 
 def test_after_the_commit_a_failing_summary_is_a_warning(api, out, run_inprocess, monkeypatch):
-    from mcap import pipeline
+    from mcap import collect
 
     def broken_summary(*args):
         raise ValueError("a number that does not fit the format")
 
-    monkeypatch.setattr(pipeline, "print_summary", broken_summary)
+    monkeypatch.setattr(collect, "print_summary", broken_summary)
     code, _, stderr = run_inprocess(
         S02, "--base-url", api.url, "--out-dir", str(out), *FAST, env=PAID_ENV
     )
@@ -157,7 +157,7 @@ def test_after_the_commit_a_failing_summary_is_a_warning(api, out, run_inprocess
 def test_a_rename_failing_after_the_commit_is_repaired_by_the_next_run(
     api, out, run_inprocess, monkeypatch
 ):
-    from mcap import pipeline as collect
+    from mcap import publish as collect
     from mcap.errors import WriteError
 
     args = ("--base-url", api.url, "--out-dir", str(out), *FAST)
@@ -625,7 +625,7 @@ def test_a_key_that_cannot_be_a_header_exits_2_without_printing_it(api, out, key
 
 
 def test_interactive_defaults_end_a_hanging_run_within_two_minutes():
-    from mcap.settings import parse_config
+    from mcap.cli import parse_config
     from tests.conftest import load_script
 
     for script in ("01_fetch_all_coins_list.py", S02):

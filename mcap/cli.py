@@ -1,0 +1,353 @@
+"""The command line: one argparse surface for every script, built from its profile and the
+view registry, and the Config it yields (settings.py holds Config and the defaults).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+import urllib3
+
+from .clock import time_bound
+from .context import Environment
+from .settings import (
+    ALLOWED_QUOTES,
+    DEFAULT_QUOTES,
+    EVERY_MIN,
+    FREE_BASE_URL,
+    FREE_MONTHLY_BUDGET,
+    MAX_BODY_MB,
+    MAX_DOWNLOAD_MB,
+    MAX_QUOTES,
+    MB,
+    MIN_COVERAGE,
+    PRO_BASE_URL,
+    READ_TIMEOUT_S,
+    RETRIES,
+    ApiKeyError,
+    Config,
+    ScriptProfile,
+    check_api_key,
+)
+from .views import BY_NAME, VIEWS
+
+
+def parse_quotes(text: str) -> tuple[str, ...]:
+    """`USD,EUR,BTC` → ('USD', 'EUR', 'BTC'); argparse turns the error into exit 2."""
+    codes: list[str] = []
+    for raw in text.split(","):
+        code = raw.strip().upper()
+        if not code:
+            continue
+        if code not in ALLOWED_QUOTES:
+            raise argparse.ArgumentTypeError(f"unsupported quote currency {raw.strip()!r}")
+        if code not in codes:
+            codes.append(code)
+    if not codes:
+        raise argparse.ArgumentTypeError("at least one quote currency is needed")
+    if len(codes) > MAX_QUOTES:
+        raise argparse.ArgumentTypeError(
+            f"at most {MAX_QUOTES} quotes per request, got {len(codes)}"
+        )
+    return tuple(codes)
+
+
+def _base_url(text: str) -> str:
+    if not text.startswith(("http://", "https://")):
+        raise argparse.ArgumentTypeError(f"base URL must start with http:// or https://: {text!r}")
+    try:
+        host = urllib3.util.parse_url(text).host
+    except ValueError as exc:  # urllib3's LocationParseError is a ValueError
+        raise argparse.ArgumentTypeError(f"invalid base URL {text!r}: {exc}") from None
+    if not host:
+        raise argparse.ArgumentTypeError(f"base URL has no host: {text!r}")
+    return text
+
+
+def _number(cast: type[float] | type[int], text: str) -> float:
+    try:
+        value = cast(text)
+    except ValueError:
+        kind = "a whole number" if cast is int else "a number"
+        raise argparse.ArgumentTypeError(f"not {kind}: {text!r}") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError(f"not a finite number: {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    if not _number(float, text) > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number: {text!r}")
+    return float(text)
+
+
+def _non_negative_int(text: str) -> int:
+    if _number(int, text) < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative: {text!r}")
+    return int(text)
+
+
+def _positive_int(text: str) -> int:
+    if _non_negative_int(text) == 0:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return int(text)
+
+
+def _minutes(text: str) -> float:
+    if not _number(float, text) >= 0:
+        raise argparse.ArgumentTypeError("must be 0 or more minutes")
+    return float(text)
+
+
+def _time_bound(text: str) -> str:
+    try:
+        time_bound(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def _percent(text: str) -> float:
+    value = _number(float, text)
+    if not 0 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"must be a percentage from 0 to 100: {text!r}")
+    return float(value)
+
+
+class OneLineErrorParser(argparse.ArgumentParser):
+    """Bad command lines get one clear stderr line and exit 2; help and errors go to the run's
+    Environment."""
+
+    def __init__(self, *args: Any, env: Environment, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.env = env
+
+    def _print_message(self, message: str, file: Any = None) -> None:
+        if not message:
+            return
+        if file is None or file is sys.stdout:
+            self.env.write(message.encode())
+            self.env.flush()
+        else:
+            self.env.stderr.write(message)
+            self.env.stderr.flush()
+
+    def error(self, message: str) -> NoReturn:
+        # The same prefix as every other error line: the script's name without ".py".
+        self.exit(2, f"{self.prog.removesuffix('.py')}: error: {message} (see --help)\n")
+
+
+def build_parser(profile: ScriptProfile, env: Environment) -> argparse.ArgumentParser:
+    """The options every script shares, plus what its profile says it does."""
+    parser = OneLineErrorParser(prog=f"{profile.name}.py", description=profile.description, env=env)
+    _add_common_options(parser, profile)
+    if profile.takes_quotes:
+        _add_collector_options(parser, profile)
+    _add_view_options(parser, profile)
+    return parser
+
+
+def _add_common_options(parser: argparse.ArgumentParser, profile: ScriptProfile) -> None:
+    add = parser.add_argument
+    add("--out-dir", metavar="DIR", help="where all files are written (default: cwd)")
+    add(
+        "--base-url",
+        type=_base_url,
+        metavar="URL",
+        help=f"API root (env COINPAPRIKA_BASE_URL; default {FREE_BASE_URL}, "
+        f"or {PRO_BASE_URL} when COINPAPRIKA_API_KEY is set)",
+    )
+    add("--quiet", action="store_true", help="no output on stdout; errors on stderr")
+    add("--verbose", action="store_true", help="log lines and tracebacks on stderr")
+    add(
+        "--accept-shrink",
+        action="store_true",
+        help="accept a payload with fewer than half the rows of the previous one",
+    )
+    _add_limits(add)
+    add(
+        "--deadline",
+        type=_positive_float,
+        default=None,
+        metavar="SECONDS",
+        help=f"overall deadline for the run, retries and waits included "
+        f"(default {profile.deadline_s:g})",
+    )
+    add(
+        "--monthly-budget",
+        type=_non_negative_int,
+        default=None,
+        metavar="N",
+        help=f"API calls allowed per calendar month, UTC (default {FREE_MONTHLY_BUDGET} "
+        "without an API key, unlimited with one)",
+    )
+    add(
+        "--force",
+        action="store_true",
+        help='ignore a "blocked until" mark left by a quota 402 (the budget still applies)',
+    )
+
+
+def _add_limits(add: Any) -> None:
+    add(
+        "--timeout",
+        type=_positive_float,
+        default=READ_TIMEOUT_S,
+        metavar="SECONDS",
+        help=f"read timeout per request (default {READ_TIMEOUT_S:g}; connect: 10)",
+    )
+    add(
+        "--max-download-mb",
+        type=_positive_float,
+        default=MAX_DOWNLOAD_MB,
+        metavar="MB",
+        help=f"refuse a response larger than this on the wire (default {MAX_DOWNLOAD_MB:g})",
+    )
+    add(
+        "--max-body-mb",
+        type=_positive_float,
+        default=MAX_BODY_MB,
+        metavar="MB",
+        help=f"refuse a body larger than this once decompressed (default {MAX_BODY_MB:g})",
+    )
+    add(
+        "--retries",
+        type=_non_negative_int,
+        default=RETRIES,
+        metavar="N",
+        help=f"retries per request for 429/5xx/network errors (default {RETRIES})",
+    )
+
+
+def _add_collector_options(parser: argparse.ArgumentParser, profile: ScriptProfile) -> None:
+    add = parser.add_argument
+    add(
+        "--quotes",
+        type=parse_quotes,
+        default=DEFAULT_QUOTES,
+        metavar="USD[,EUR,BTC]",
+        help=f"quote currencies, at most {MAX_QUOTES} (default USD)",
+    )
+    add(
+        "--min-interval",
+        type=_minutes,
+        default=None,
+        metavar="MINUTES",
+        help="skip without any request when the last snapshot is younger than this "
+        f"(default {profile.min_interval_min:g}; 0 disables)",
+    )
+    add(
+        "--every",
+        type=_positive_int,
+        default=EVERY_MIN,
+        metavar="MINUTES",
+        help=f"the cron cadence, used for budget planning and gap detection (default {EVERY_MIN})",
+    )
+
+
+# Views whose arguments are times, checked as they are parsed.
+VIEW_TYPES = frozenset({"export-history"})
+
+
+def _add_view_options(parser: argparse.ArgumentParser, profile: ScriptProfile) -> None:
+    """One option per view the profile offers, as the registry declares it."""
+    for view in VIEWS:
+        if view.name not in profile.views:
+            continue
+        if view.metavar is None:
+            parser.add_argument(f"--{view.name}", action="store_true", help=view.help)
+            continue
+        parser.add_argument(
+            f"--{view.name}",
+            type=_time_bound if view.name in VIEW_TYPES else str,
+            nargs=view.nargs,
+            metavar=view.metavar,
+            help=view.help,
+        )
+    if "status" in profile.views:
+        parser.add_argument(
+            "--min-coverage",
+            type=_percent,
+            default=MIN_COVERAGE,
+            metavar="PERCENT",
+            help="--status is unhealthy when fewer of the last 24 h's slots hold a snapshot "
+            f"(default {MIN_COVERAGE:g})",
+        )
+
+
+def parse_config(
+    profile: ScriptProfile,
+    argv: Sequence[str] | None,
+    environ: Mapping[str, str] | None = None,
+    env: Environment | None = None,
+) -> Config:
+    """Parse argv and build the run's Config.
+
+    Raises:
+        SystemExit: a bad command line (2, one line on stderr) or --help (0).
+    """
+    parser = build_parser(profile, env or Environment.of_process())
+    args = parser.parse_args(argv)
+    bounds = getattr(args, "export_history", None) or ()
+    if len(bounds) > 2:
+        parser.error("--export-history takes FROM and at most one TO")
+    if len(bounds) == 2 and time_bound(bounds[0]) > time_bound(bounds[1], end_of_day=True):
+        parser.error(f"--export-history: FROM {bounds[0]} is after TO {bounds[1]}")
+    asked = [name for name in profile.views if _asked(args, name)]
+    if len(asked) > 1:
+        parser.error(f"--{asked[0]} and --{asked[1]} cannot be combined: one view at a time")
+    try:
+        return config_from_args(profile, args, os.environ if environ is None else environ)
+    except (ApiKeyError, argparse.ArgumentTypeError) as exc:
+        parser.error(str(exc))
+
+
+def _asked(args: argparse.Namespace, view: str) -> bool:
+    """An empty or blank argument still asks for the view (and is refused there)."""
+    return getattr(args, view.replace("-", "_"), None) not in (None, False)
+
+
+def config_from_args(
+    profile: ScriptProfile, args: argparse.Namespace, environ: Mapping[str, str]
+) -> Config:
+    api_key = (environ.get("COINPAPRIKA_API_KEY") or "").strip() or None
+    if api_key is not None:
+        check_api_key(api_key)
+    base_url = args.base_url or environ.get("COINPAPRIKA_BASE_URL")
+    base_url = _base_url(base_url) if base_url else (PRO_BASE_URL if api_key else FREE_BASE_URL)
+    budget = args.monthly_budget
+    if budget is None and not api_key:
+        budget = FREE_MONTHLY_BUDGET
+    min_interval = getattr(args, "min_interval", None)
+    if min_interval is None:
+        min_interval = profile.min_interval_min
+    view = next((name for name in profile.views if _asked(args, name)), None)
+    return Config(
+        profile=profile,
+        out_dir=Path(args.out_dir).expanduser() if args.out_dir else Path.cwd(),
+        base_url=base_url.rstrip("/"),
+        api_key=api_key,
+        quotes=getattr(args, "quotes", DEFAULT_QUOTES),
+        quiet=args.quiet,
+        verbose=args.verbose,
+        accept_shrink=args.accept_shrink,
+        monthly_budget=budget,
+        min_interval_s=float(min_interval) * 60.0,
+        force=args.force,
+        deadline_s=float(args.deadline or profile.deadline_s),
+        every_min=getattr(args, "every", EVERY_MIN),
+        read_timeout_s=float(args.timeout),
+        max_download_bytes=int(args.max_download_mb * MB),
+        max_body_bytes=int(args.max_body_mb * MB),
+        max_attempts=int(args.retries) + 1,
+        view=view,
+        read_only=view is not None and not BY_NAME[view].logs,
+        export_range=tuple(getattr(args, "export_history", None) or ()),
+        query=getattr(args, "query", None),
+        min_coverage=getattr(args, "min_coverage", MIN_COVERAGE),
+    )
