@@ -4,11 +4,12 @@ redact, clock, jsonio, errors      leaf helpers
 settings, retry                    what a run is set to do
 fsio, signals, logsetup            the process's files, signals and log
 ledger                             the request quota on disk
-client                             fetch: HTTP → strict JSON
+body, client                       fetch: HTTP → a bounded body → strict JSON
 validate, formats, snapshot        check a payload, serialise it, the snapshot's rules
 history                            commit, repair, the reader, archive, gaps, check, views' SQL
 context, rejected, publish         a run's outcome and streams, refused payloads, the transaction
-report, status, views, cli         what a person reads, the read-only views, the command line
+report, status, views              what a person reads, the read-only views
+option_types, cli                  the command line
 collect, catalogue                 the pipelines of 02–04 and of 01
 runner                             the process: arguments, lock, exit code, stats
 """
@@ -24,6 +25,7 @@ LAYERS = (
     "signals",
     "logsetup",
     "ledger",
+    "body",
     "client",
     "validate",
     "formats",
@@ -32,9 +34,13 @@ LAYERS = (
     "history.state",
     "history.manifest",
     "history.repair",
+    "history.locks",
+    "history.summaries",
     "history.reader",
     "history.columnar",
     "history.legacy",
+    "history.pieces",
+    "history.cut",
     "history.archive",
     "history.store",
     "history.gaps",
@@ -48,6 +54,7 @@ LAYERS = (
     "report",
     "status",
     "views",
+    "option_types",
     "cli",
     "collect",
     "catalogue",

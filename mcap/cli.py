@@ -11,12 +11,19 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-import urllib3
-
 from .clock import time_bound
 from .context import Environment
+from .option_types import (
+    base_url_text,
+    minutes,
+    non_negative_int,
+    parse_quotes,
+    percent,
+    positive_float,
+    positive_int,
+    time_text,
+)
 from .settings import (
-    ALLOWED_QUOTES,
     DEFAULT_QUOTES,
     EVERY_MIN,
     FREE_BASE_URL,
@@ -35,88 +42,6 @@ from .settings import (
     check_api_key,
 )
 from .views import BY_NAME, VIEWS
-
-
-def parse_quotes(text: str) -> tuple[str, ...]:
-    """`USD,EUR,BTC` → ('USD', 'EUR', 'BTC'); argparse turns the error into exit 2."""
-    codes: list[str] = []
-    for raw in text.split(","):
-        code = raw.strip().upper()
-        if not code:
-            continue
-        if code not in ALLOWED_QUOTES:
-            raise argparse.ArgumentTypeError(f"unsupported quote currency {raw.strip()!r}")
-        if code not in codes:
-            codes.append(code)
-    if not codes:
-        raise argparse.ArgumentTypeError("at least one quote currency is needed")
-    if len(codes) > MAX_QUOTES:
-        raise argparse.ArgumentTypeError(
-            f"at most {MAX_QUOTES} quotes per request, got {len(codes)}"
-        )
-    return tuple(codes)
-
-
-def _base_url(text: str) -> str:
-    if not text.startswith(("http://", "https://")):
-        raise argparse.ArgumentTypeError(f"base URL must start with http:// or https://: {text!r}")
-    try:
-        host = urllib3.util.parse_url(text).host
-    except ValueError as exc:  # urllib3's LocationParseError is a ValueError
-        raise argparse.ArgumentTypeError(f"invalid base URL {text!r}: {exc}") from None
-    if not host:
-        raise argparse.ArgumentTypeError(f"base URL has no host: {text!r}")
-    return text
-
-
-def _number(cast: type[float] | type[int], text: str) -> float:
-    try:
-        value = cast(text)
-    except ValueError:
-        kind = "a whole number" if cast is int else "a number"
-        raise argparse.ArgumentTypeError(f"not {kind}: {text!r}") from None
-    if value != value or value in (float("inf"), float("-inf")):
-        raise argparse.ArgumentTypeError(f"not a finite number: {text!r}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    if not _number(float, text) > 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number: {text!r}")
-    return float(text)
-
-
-def _non_negative_int(text: str) -> int:
-    if _number(int, text) < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative: {text!r}")
-    return int(text)
-
-
-def _positive_int(text: str) -> int:
-    if _non_negative_int(text) == 0:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return int(text)
-
-
-def _minutes(text: str) -> float:
-    if not _number(float, text) >= 0:
-        raise argparse.ArgumentTypeError("must be 0 or more minutes")
-    return float(text)
-
-
-def _time_bound(text: str) -> str:
-    try:
-        time_bound(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    return text
-
-
-def _percent(text: str) -> float:
-    value = _number(float, text)
-    if not 0 <= value <= 100:
-        raise argparse.ArgumentTypeError(f"must be a percentage from 0 to 100: {text!r}")
-    return float(value)
 
 
 class OneLineErrorParser(argparse.ArgumentParser):
@@ -157,7 +82,7 @@ def _add_common_options(parser: argparse.ArgumentParser, profile: ScriptProfile)
     add("--out-dir", metavar="DIR", help="where all files are written (default: cwd)")
     add(
         "--base-url",
-        type=_base_url,
+        type=base_url_text,
         metavar="URL",
         help=f"API root (env COINPAPRIKA_BASE_URL; default {FREE_BASE_URL}, "
         f"or {PRO_BASE_URL} when COINPAPRIKA_API_KEY is set)",
@@ -172,7 +97,7 @@ def _add_common_options(parser: argparse.ArgumentParser, profile: ScriptProfile)
     _add_limits(add)
     add(
         "--deadline",
-        type=_positive_float,
+        type=positive_float,
         default=None,
         metavar="SECONDS",
         help=f"overall deadline for the run, retries and waits included "
@@ -180,7 +105,7 @@ def _add_common_options(parser: argparse.ArgumentParser, profile: ScriptProfile)
     )
     add(
         "--monthly-budget",
-        type=_non_negative_int,
+        type=non_negative_int,
         default=None,
         metavar="N",
         help=f"API calls allowed per calendar month, UTC (default {FREE_MONTHLY_BUDGET} "
@@ -196,28 +121,28 @@ def _add_common_options(parser: argparse.ArgumentParser, profile: ScriptProfile)
 def _add_limits(add: Any) -> None:
     add(
         "--timeout",
-        type=_positive_float,
+        type=positive_float,
         default=READ_TIMEOUT_S,
         metavar="SECONDS",
         help=f"read timeout per request (default {READ_TIMEOUT_S:g}; connect: 10)",
     )
     add(
         "--max-download-mb",
-        type=_positive_float,
+        type=positive_float,
         default=MAX_DOWNLOAD_MB,
         metavar="MB",
         help=f"refuse a response larger than this on the wire (default {MAX_DOWNLOAD_MB:g})",
     )
     add(
         "--max-body-mb",
-        type=_positive_float,
+        type=positive_float,
         default=MAX_BODY_MB,
         metavar="MB",
         help=f"refuse a body larger than this once decompressed (default {MAX_BODY_MB:g})",
     )
     add(
         "--retries",
-        type=_non_negative_int,
+        type=non_negative_int,
         default=RETRIES,
         metavar="N",
         help=f"retries per request for 429/5xx/network errors (default {RETRIES})",
@@ -235,7 +160,7 @@ def _add_collector_options(parser: argparse.ArgumentParser, profile: ScriptProfi
     )
     add(
         "--min-interval",
-        type=_minutes,
+        type=minutes,
         default=None,
         metavar="MINUTES",
         help="skip without any request when the last snapshot is younger than this "
@@ -243,7 +168,7 @@ def _add_collector_options(parser: argparse.ArgumentParser, profile: ScriptProfi
     )
     add(
         "--every",
-        type=_positive_int,
+        type=positive_int,
         default=EVERY_MIN,
         metavar="MINUTES",
         help=f"the cron cadence, used for budget planning and gap detection (default {EVERY_MIN})",
@@ -264,7 +189,7 @@ def _add_view_options(parser: argparse.ArgumentParser, profile: ScriptProfile) -
             continue
         parser.add_argument(
             f"--{view.name}",
-            type=_time_bound if view.name in VIEW_TYPES else str,
+            type=time_text if view.name in VIEW_TYPES else str,
             nargs=view.nargs,
             metavar=view.metavar,
             help=view.help,
@@ -272,7 +197,7 @@ def _add_view_options(parser: argparse.ArgumentParser, profile: ScriptProfile) -
     if "status" in profile.views:
         parser.add_argument(
             "--min-coverage",
-            type=_percent,
+            type=percent,
             default=MIN_COVERAGE,
             metavar="PERCENT",
             help="--status is unhealthy when fewer of the last 24 h's slots hold a snapshot "
@@ -319,7 +244,7 @@ def config_from_args(
     if api_key is not None:
         check_api_key(api_key)
     base_url = args.base_url or environ.get("COINPAPRIKA_BASE_URL")
-    base_url = _base_url(base_url) if base_url else (PRO_BASE_URL if api_key else FREE_BASE_URL)
+    base_url = base_url_text(base_url) if base_url else (PRO_BASE_URL if api_key else FREE_BASE_URL)
     budget = args.monthly_budget
     if budget is None and not api_key:
         budget = FREE_MONTHLY_BUDGET

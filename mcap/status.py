@@ -16,7 +16,7 @@ from .context import STATS_NAME, RunContext
 from .errors import ExitCode, LocalStateError
 from .history import Gap, HistoryStore, Picture, find_gaps, open_picture
 from .history.files import ts_of
-from .history.reader import SnapshotRecord
+from .history.summaries import SnapshotRecord
 from .jsonio import loads_object
 from .ledger import LedgerState, RequestLedger, empty_ledger
 from .report import age_text

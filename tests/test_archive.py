@@ -15,7 +15,7 @@ import pytest
 from mcap.clock import parse_iso
 from mcap.formats import history_bytes
 from mcap.history import Commit, HistoryStore, check_history
-from mcap.history import archive as archive_module
+from mcap.history import cut as cut_module
 from tests.conftest import (
     CLOCK,
     ROOT,
@@ -215,7 +215,7 @@ def test_a_backlog_is_spread_over_runs_within_the_time_budget(tmp_path, clock_at
 def test_a_long_plain_file_is_drained_without_rewriting_it_each_day(
     tmp_path, monkeypatch, clock_at
 ):
-    monkeypatch.setattr(archive_module, "CUT_NOW_BYTES", 100)  # "gigabytes" for this test
+    monkeypatch.setattr(cut_module, "CUT_NOW_BYTES", 100)  # "gigabytes" for this test
     store = HistoryStore(tmp_path)
     days = ["2026-03-01", "2026-03-02", "2026-03-03"]
     written = _history_over_days(store, days, ODD_COINS) + _commit(
@@ -230,7 +230,7 @@ def test_a_long_plain_file_is_drained_without_rewriting_it_each_day(
     _, count = query(tmp_path, "SELECT count(*) FROM history")
     assert count == [(7 * len(ODD_COINS),)]  # the archived day is not counted twice
     assert export(tmp_path) == written and check_history(tmp_path, 30).ok
-    monkeypatch.setattr(archive_module, "CUT_NOW_BYTES", 10**9)
+    monkeypatch.setattr(cut_module, "CUT_NOW_BYTES", 10**9)
     assert store.archive_closed_days() == ["2026-03-02", "2026-03-03"]
     assert store.read_state().archived_bytes == 0
     assert export(tmp_path) == written and check_history(tmp_path, 30).ok

@@ -24,7 +24,7 @@ from mcap.clock import parse_iso, utc_iso
 from mcap.errors import HistoryDamaged
 from mcap.formats import history_bytes
 from mcap.history import Commit, HistoryStore, TimeRange, check_history, export_lines, open_picture
-from mcap.history import archive as archive_module
+from mcap.history import cut as cut_module
 from tests.conftest import (
     CLOCK,
     ROOT,
@@ -249,7 +249,7 @@ def test_an_out_dir_with_glob_or_list_characters_reads_its_own_files(tmp_path, n
 
 
 def test_a_reader_mid_read_sees_the_history_before_the_switch(small_api, out, monkeypatch):
-    monkeypatch.setattr(archive_module, "SWITCH_WAIT_S", 0.3)
+    monkeypatch.setattr(cut_module, "SWITCH_WAIT_S", 0.3)
     midnight = next_midnight()
     at(midnight - 1200)
     for _ in range(2):
@@ -371,12 +371,12 @@ def test_a_stray_file_in_archive_is_reported_and_never_counted(small_api, out):
 
 
 def test_the_plain_head_is_cut_only_when_its_archive_is_verified(tmp_path, monkeypatch):
-    monkeypatch.setattr(archive_module, "CUT_NOW_BYTES", 10)  # the cut waits for a later run
+    monkeypatch.setattr(cut_module, "CUT_NOW_BYTES", 10)  # the cut waits for a later run
     written = small_history(tmp_path, ["2026-04-01", "2026-04-02"])
     store = HistoryStore(tmp_path)
     assert store.read_state().archived_bytes > 0
     _flip(archive_of(tmp_path, "2026-04-01"), 0.5)
-    monkeypatch.setattr(archive_module, "CUT_NOW_BYTES", 10**9)
+    monkeypatch.setattr(cut_module, "CUT_NOW_BYTES", 10**9)
     with clock_at("2026-04-02T13:00:00Z"), pytest.raises(HistoryDamaged, match="changed"):
         store.archive_closed_days()
     assert plain(tmp_path) == written  # nothing cut: the rows are still there

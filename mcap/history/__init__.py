@@ -1,7 +1,7 @@
 """The history: committed snapshots, their repair, archives, gaps, the reader and the checker.
 
-Layers, bottom to top: files → state → manifest → repair → reader → columnar → legacy →
-archive → store → gaps → check → export → query.
+Layers, bottom to top: files → state → manifest → repair → locks → summaries → reader →
+columnar → legacy → pieces → cut → archive → store → gaps → check → export → query.
 """
 
 from .check import CheckReport, check_history

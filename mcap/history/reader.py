@@ -19,18 +19,14 @@ reads the history through a `Picture` (docs/design.md, "The reader of record"):
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import gzip
-import json
 import os
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
-from ..clock import parse_iso
 from ..errors import ArchiveDamaged, HistoryDamaged, LocalStateError
 from .files import (
     LEGACY_PREFIX,
@@ -42,54 +38,14 @@ from .files import (
     lines_with_offsets,
     ts_of,
 )
+from .locks import lock_dir
 from .manifest import PIECE_NAME, ArchiveEntry, Manifest, file_sha256, read_manifest, tail_sha256
 from .repair import rebuild_state
 from .state import HistoryHead, load_state, settled
+from .summaries import SnapshotRecord, committed_snapshots
 
 LOCK_WAIT_S = 30.0  # a switch holds the lock for milliseconds; this is the worst case
 TEMP_SUFFIX = ".tmp"
-
-
-@contextlib.contextmanager
-def switch_lock(files: HistoryFiles, wait_s: float = 0.0) -> Iterator[bool]:
-    """The collectors' exclusive side of the readers' lock, for a switch.
-
-    Yields False when readers hold it for longer than `wait_s`: the switch then waits for a
-    later run (a long export or query must not be cut off, nor make a cron run wait).
-    """
-    fd = _lock_dir(files.dir, fcntl.LOCK_EX, wait_s)
-    try:
-        yield fd is not None
-    finally:
-        if fd is not None:
-            os.close(fd)  # closing the descriptor releases the lock
-
-
-def _lock_dir(directory: Path, kind: int, wait_s: float) -> int | None:
-    """An open descriptor of `directory` holding an flock, or None after `wait_s`."""
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    end = time.monotonic() + wait_s
-    while True:
-        try:
-            fcntl.flock(fd, kind | fcntl.LOCK_NB)
-            return fd
-        except BlockingIOError:
-            if time.monotonic() >= end:
-                os.close(fd)
-                return None
-            time.sleep(0.02)
-
-
-@dataclass(frozen=True)
-class SnapshotRecord:
-    """A committed line of snapshots.jsonl, as the views use it."""
-
-    ts: str
-    coin_count: int
-    expected_count: int | None
-    snapshot_id: str | None
-    market_cap_usd: Any
-    coins_market_cap_usd: Any
 
 
 @dataclass
@@ -280,7 +236,7 @@ def open_picture(out_dir: Path) -> Picture:
     picture = Picture(files)
     if not files.dir.is_dir():
         return picture
-    picture.lock_fd = _lock_dir(files.dir, fcntl.LOCK_SH, LOCK_WAIT_S)
+    picture.lock_fd = lock_dir(files.dir, fcntl.LOCK_SH, LOCK_WAIT_S)
     if picture.lock_fd is None:
         raise LocalStateError(f"{files.dir} stayed locked by a collector for {LOCK_WAIT_S:g}s")
     try:
@@ -304,7 +260,7 @@ def _fill(picture: Picture) -> None:
         picture.plain_size = os.fstat(picture.plain.fileno()).st_size
     picture.head = settled(head, picture.plain_size)
     picture.snapshots_file = _open(files.snapshots)
-    picture.snapshots, picture.snapshot_problems = _committed_snapshots(
+    picture.snapshots, picture.snapshot_problems = committed_snapshots(
         picture.snapshots_file, picture.head.snapshots_size
     )
     for entry in manifest.entries:
@@ -331,42 +287,6 @@ def _open(path: Path) -> BinaryIO | None:
         return None
     except IsADirectoryError as exc:
         raise LocalStateError(f"{path} is a directory, not a history file") from exc
-
-
-def _committed_snapshots(
-    handle: BinaryIO | None, committed: int
-) -> tuple[tuple[SnapshotRecord, ...], list[str]]:
-    records: list[SnapshotRecord] = []
-    problems: list[str] = []
-    if handle is None:
-        if committed:
-            problems.append("snapshots.jsonl is missing but snapshots were committed")
-        return (), problems
-    size = os.fstat(handle.fileno()).st_size
-    if size < committed:
-        problems.append(f"snapshots.jsonl is {size} bytes, shorter than the {committed} committed")
-    for number, (_, line) in enumerate(lines_with_offsets(None, limit=committed, handle=handle), 1):
-        try:
-            entry = json.loads(line)
-            ts, count = entry["ts"], entry["coin_count"]
-            parse_iso(ts)
-            if type(count) is not int or count < 0:
-                raise ValueError(f"coin_count {count!r}")
-        except (ValueError, KeyError, TypeError, RecursionError) as exc:
-            problems.append(f"snapshots.jsonl line {number} is unreadable ({str(exc)[:80]})")
-            continue
-        if records and ts <= records[-1].ts:
-            problems.append(f"snapshots.jsonl line {number}: {ts} is not after {records[-1].ts}")
-            continue
-        expected = entry.get("expected_count")
-        records.append(
-            SnapshotRecord(
-                ts, count, expected if type(expected) is int else None,
-                entry.get("snapshot_id"), entry.get("market_cap_usd"),
-                entry.get("coins_market_cap_usd"),
-            )
-        )  # fmt: skip
-    return tuple(records), problems
 
 
 def _sort_archive_dir(picture: Picture) -> None:
