@@ -38,7 +38,7 @@ USER_AGENT = "mcap-collector/0.1 (python-requests)"
 ERROR_BODY_LIMIT = 64 * 1024
 BODY_CHUNK = 256 * 1024
 REJECTED_PREFIX_BYTES = 8 * 1024 * 1024
-# A free-tier 402 on these endpoints means "monthly quota used up" (coinpaprika-api.md §12.7).
+# A 402 on these endpoints means "monthly quota used up" (docs/design.md, "API traps").
 QUOTA_ENDPOINTS = ("/tickers", "/global", "/coins")
 
 
@@ -201,7 +201,7 @@ class ApiClient:
         """Read the body piecewise within its size limits, checking the deadline as it goes.
 
         `read1` returns whatever one socket read brings, so a server that trickles bytes
-        cannot hold the run past its deadline (reliability.md §4.1: a read timeout alone
+        cannot hold the run past its deadline (docs/design.md, "Retry policy": a read timeout alone
         does not bound the transfer), and the size limits hold whether the server sends a
         Content-Length, chunks, or a compressed bomb.
         """

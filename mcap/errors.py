@@ -6,7 +6,7 @@ from enum import IntEnum
 
 
 class ExitCode(IntEnum):
-    """Every code any script returns (CONTRACT.md "Exit codes"; 1 is `--status` only)."""
+    """Every code any script returns (README "Exit codes"; 1 is `--status` only)."""
 
     OK = 0
     UNHEALTHY = 1

@@ -1,4 +1,4 @@
-"""Serialising one snapshot: JSON, JSONL, CSV and the compact history lines (CONTRACT "Files")."""
+"""Serialising one snapshot: JSON, JSONL, CSV and the compact history lines (docs/files.md)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ QUOTE_CSV_FIELDS = (
 )
 HISTORY_QUOTE_FIELDS = ("price", "market_cap", "volume_24h", "percent_change_24h")
 TAIL_CSV_FIELDS = ("circulating_supply", "total_supply", "max_supply", "last_updated")
-# Every line break a spreadsheet or `wc -l` could see (CONTRACT, CSV row).
+# Every line break a spreadsheet or `wc -l` could see (docs/files.md, the CSV).
 LINE_BREAKS = str.maketrans({"\r": " ", "\n": " ", "\x85": " ", "\u2028": " ", "\u2029": " "})
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _BREAK_RE = re.compile("[\r\n\x85\u2028\u2029]")

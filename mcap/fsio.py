@@ -1,4 +1,4 @@
-"""File primitives: atomic replace, locks, durable appends (reliability.md §1–§3)."""
+"""File primitives: atomic replace, locks, durable appends (docs/design.md, "Commit protocol")."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from .redact import redact
 FILE_MODE = 0o644
 TEMP_SUFFIX = ".tmp"
 FREE_SPACE_MARGIN = 1_000_000
-# Crash points for tests (reliability.md §7): COLLECTOR_CRASH_AT=name kills the process there.
+# Crash points for tests: COLLECTOR_CRASH_AT=name kills the process there.
 CRASH_ENV = "COLLECTOR_CRASH_AT"
 
 
@@ -179,7 +179,7 @@ def append_durably(path: Path, data: bytes) -> None:
 
 
 def check_free_space(directory: Path, needed: int) -> None:
-    """Atomic replace needs room for old and new copies side by side (reliability.md §1.2)."""
+    """Atomic replace needs room for old and new copies side by side (docs/design.md)."""
     free = shutil.disk_usage(directory).free
     if free < needed + FREE_SPACE_MARGIN:
         raise WriteError(
@@ -212,7 +212,7 @@ def remove_orphan_temps(directory: Path, owned: tuple[str, ...] | None = None) -
 
 
 class FileLock:
-    """An flock on a lock file that is never deleted (reliability.md §3)."""
+    """An flock on a lock file that is never deleted (docs/design.md, "Locks")."""
 
     def __init__(self, path: Path) -> None:
         self.path = path

@@ -37,7 +37,7 @@ class SharedLogHandler(logging.Handler):
     """Append each line with one write under an flock, reopening the file every time.
 
     Several scripts share collection.log; a shared RotatingFileHandler loses lines
-    (reliability.md §6). Holding a lock file around write-and-rotate keeps every line, and
+    (docs/design.md, "Locks"). Holding a lock file around write-and-rotate keeps every line, and
     reopening per record also cooperates with an external logrotate (`create` mode).
     """
 

@@ -1,6 +1,6 @@
 """The retry policy, as data, and the one tenacity `Retrying` built from it.
 
-Only what can succeed on a second try is retried (reliability.md §4.2): 408, 429 and 5xx
+Only what can succeed on a second try is retried (docs/design.md, "Retry policy"): 408, 429, 5xx
 answers, connection errors, timeouts and cut-off transfers. Attempts are bounded, waits are
 jittered (full jitter) and capped, a `Retry-After` is honoured up to a cap, and no wait may
 cross the run's deadline. Every attempt is counted against the request budget by the caller.

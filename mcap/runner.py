@@ -156,7 +156,7 @@ def report_failure(ctx: RunContext, exc: BaseException) -> tuple[int, str | None
         log.error("unexpected error (a bug): %s", line, exc_info=exc)
         ctx.error_line(f"{ctx.config.script}: error: {line} (a bug; traceback in collection.log)")
     else:
-        if not ctx.lock_refused:  # a refused run leaves exactly one log line (CONTRACT)
+        if not ctx.lock_refused:  # a refused run leaves exactly one log line (README)
             log.error("%s", line)
         ctx.error_line(f"{ctx.config.script}: error: {line}")
     if ctx.config.verbose:

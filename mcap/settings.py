@@ -15,7 +15,7 @@ FREE_MONTHLY_BUDGET = 20_000
 FREE_PLAN_TICKER_CAP = 2_000
 MAX_QUOTES = 3
 DEFAULT_QUOTES = ("USD",)
-# The 42 quote currencies /tickers accepts (docs/design.md, "The API's traps").
+# The 42 quote currencies /tickers accepts (docs/design.md, "API traps").
 ALLOWED_QUOTES = frozenset(
     "BTC ETH USD EUR PLN KRW GBP CAD JPY RUB TRY NZD AUD CHF UAH HKD SGD NGN PHP MXN BRL THB "
     "CLP CNY CZK DKK HUF IDR ILS INR MYR NOK PKR SEK TWD ZAR VND BOB COP PEN ARS ISK".split()

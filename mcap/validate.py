@@ -1,4 +1,4 @@
-"""Validation gate: nothing is written unless the payload passes (reliability.md §5)."""
+"""Validation gate: nothing is written unless the payload passes (docs/design.md)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ log = logging.getLogger(__name__)
 
 TICKER_NUMBERS = ("circulating_supply", "total_supply", "max_supply", "beta_value")
 TICKER_TEXTS = ("name", "symbol", "first_data_at", "last_updated")
-# Numeric fields of a quote (coinpaprika-api.md §3.4); fields the API may add later pass.
+# Numeric fields of a quote (docs/design.md, "API traps"); fields the API may add later pass.
 QUOTE_NUMBERS = frozenset(
     "price volume_24h volume_24h_change_24h market_cap market_cap_change_24h "
     "percent_change_15m percent_change_30m percent_change_1h percent_change_6h "
@@ -47,7 +47,7 @@ _NUMERIC_TYPES = frozenset({int, float, type(None)})  # exact types: bool is not
 
 
 def _numeric_ok(value: Any) -> bool:
-    """Numbers may come as number, null or "" (coinpaprika-api.md §3.4); never as other text."""
+    """Numbers may be number, null or "" (docs/design.md, "API traps"); never other text."""
     return type(value) in _NUMERIC_TYPES or value == ""
 
 
@@ -183,7 +183,7 @@ def validate_coins(payload: Any) -> Validated:
 
 
 def check_shrink(what: str, new_count: int, previous_count: int | None, accept: bool) -> None:
-    """Refuse a payload with fewer than half the rows of the previous good one (CONTRACT)."""
+    """Refuse a payload with fewer than half the rows of the previous good one."""
     if previous_count and new_count * 2 < previous_count:
         message = f"{what}: only {new_count} rows, fewer than half of the previous {previous_count}"
         if not accept:

@@ -68,38 +68,87 @@ def script_env(env: dict[str, str] | None = None) -> dict[str, str]:
     return full
 
 
-def run_process(
+S01, S02, S03, S04 = (
+    "01_fetch_all_coins_list.py",
+    "02_fetch_all_market_caps.py",
+    "03_optimized_free_tier_collector.py",
+    "04_production_collector.py",
+)
+COLLECTORS = (S02, S03, S04)
+
+
+def script_args(script: str, api: FakeCoinPaprika | None, out: Path | None, args: tuple) -> list:
+    """The fake's URL and quick retries, the out-dir, and (collectors) no --min-interval wait."""
+    argv: list[str] = []
+    if api is not None:
+        argv += ["--base-url", api.url, *FAST]
+        if script in COLLECTORS:
+            argv += ["--min-interval", "0"]
+    if out is not None:
+        argv += ["--out-dir", str(out)]
+    return [*argv, *args]
+
+
+def run(
     script: str,
+    api: FakeCoinPaprika | None = None,
+    out: Path | None = None,
     *args: str,
+    key: bool = False,
     env: dict[str, str] | None = None,
-    timeout: float = 120,
+    process: bool = False,
     cwd: Path | None = None,
+    timeout: float = 120,
 ) -> subprocess.CompletedProcess[str]:
-    """Run one of the four scripts in its own process, as a user would."""
-    return subprocess.run(
-        [sys.executable, str(ROOT / script), *args],
-        capture_output=True,
+    """Run one of the numbered scripts as a user would: (code, stdout, stderr).
+
+    `api` adds its URL and quick retries, `out` the --out-dir, `key` the test API key (the
+    paid plan). In this process unless `process` — or a crash point — asks for a real one
+    (kills, signals, memory, cron-like environments).
+    """
+    argv = script_args(script, api, out, args)
+    full_env = {**(PAID_ENV if key else {}), **(env or {})}
+    if process or "COLLECTOR_CRASH_AT" in full_env:
+        return subprocess.run(
+            [sys.executable, str(ROOT / script), *argv],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=script_env(full_env),
+            cwd=cwd or ROOT,
+        )
+    return _run_inside(script, argv, script_env(full_env), cwd or ROOT)
+
+
+def spawn(
+    script: str,
+    api: FakeCoinPaprika | None,
+    out: Path | None,
+    *args: str,
+    key: bool = False,
+    env: dict[str, str] | None = None,
+) -> subprocess.Popen:
+    """The same run as its own process, left running (to be killed or signalled)."""
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / script), *script_args(script, api, out, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=timeout,
-        env=script_env(env),
-        cwd=cwd or ROOT,
+        env=script_env({**(PAID_ENV if key else {}), **(env or {})}),
     )
 
 
-def run_script(
-    script: str,
-    *args: str,
-    env: dict[str, str] | None = None,
-    timeout: float = 120,
-    cwd: Path | None = None,
-) -> subprocess.CompletedProcess[str]:
-    """Run a script's main(argv) in this process (no interpreter start-up), like run_process.
+def stats_of(out: Path) -> dict:
+    """latest_stats.json of an output directory."""
+    return json.loads((out / "latest_stats.json").read_bytes())
 
-    A run that must really be killed (COLLECTOR_CRASH_AT) gets its own process.
-    """
-    if env and "COLLECTOR_CRASH_AT" in env:
-        return run_process(script, *args, env=env, timeout=timeout, cwd=cwd)
-    return _run_inside(script, list(args), script_env(env), cwd or ROOT)
+
+def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
+    """The one stderr line a failure prints (and no traceback)."""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    return lines[0]
 
 
 def _run_inside(
@@ -164,17 +213,6 @@ def load_script(script: str):
     return _SCRIPTS[script]
 
 
-@pytest.fixture
-def run_inprocess():
-    """main(argv) in this process, for tests that monkeypatch the package: (code, out, err)."""
-
-    def run(script: str, *args: str, env: dict[str, str] | None = None):
-        result = run_script(script, *args, env=env)
-        return result.returncode, result.stdout, result.stderr
-
-    return run
-
-
 def tree_digest(directory: Path) -> dict[str, str]:
     """SHA-256 of every file below directory (lock files excluded: flock never edits them)."""
     digests = {}
@@ -229,15 +267,9 @@ def small_server() -> Iterator[FakeCoinPaprika]:
         yield server
 
 
-@pytest.fixture
-def small_api(small_server: FakeCoinPaprika) -> Iterator[FakeCoinPaprika]:
-    """A 400-coin fake for rules that need many runs but not many coins (archiving)."""
-    yield _reset(small_server)
-    small_server.clear_faults()
-
-
 def _reset(server: FakeCoinPaprika) -> FakeCoinPaprika:
     server.clear_faults()
+    server.reset_limits()
     server.set_ticker_count(len(server._pool))  # every ticker the fake generated
     server.advance(300)  # every test starts from fresh data, unlike the previous test's
     server.reset_requests()
@@ -245,17 +277,24 @@ def _reset(server: FakeCoinPaprika) -> FakeCoinPaprika:
 
 
 @pytest.fixture
-def api(paid_server: FakeCoinPaprika) -> Iterator[FakeCoinPaprika]:
-    """The paid-plan fake (12,000 tickers), with faults and counters reset."""
+def fake_paid(paid_server: FakeCoinPaprika) -> Iterator[FakeCoinPaprika]:
+    """The paid plan: 12,000 tickers with circulating_supply, the key required."""
     yield _reset(paid_server)
     paid_server.clear_faults()
 
 
 @pytest.fixture
-def free_api(free_server: FakeCoinPaprika) -> Iterator[FakeCoinPaprika]:
-    """The free-plan fake: at most 2,000 tickers, no circulating_supply."""
+def fake_free(free_server: FakeCoinPaprika) -> Iterator[FakeCoinPaprika]:
+    """The free plan: at most 2,000 of its 12,000 tickers, no circulating_supply, no key."""
     yield _reset(free_server)
     free_server.clear_faults()
+
+
+@pytest.fixture
+def fake_small(small_server: FakeCoinPaprika) -> Iterator[FakeCoinPaprika]:
+    """A 400-coin free plan, for rules that need many runs but not many coins (archiving)."""
+    yield _reset(small_server)
+    small_server.clear_faults()
 
 
 @pytest.fixture
@@ -279,10 +318,7 @@ def next_midnight() -> float:
 
 
 def collect(script: str, api, out: Path, *extra: str, env: dict | None = None):
-    return run_script(
-        script, "--base-url", api.url, "--out-dir", str(out), "--min-interval", "0", *extra,
-        env=env,
-    )  # fmt: skip
+    return run(script, api, out, *extra, env=env)
 
 
 def plain(out: Path) -> bytes:

@@ -17,46 +17,22 @@ import pytest
 
 from mcap.history import HistoryStore, check_history
 from tests.conftest import (
-    FAST,
     PAID_ENV,
     ROOT,
+    S04,
     next_second,
     read_jsonl,
-    run_script,
+    run,
     script_env,
+    spawn,
+    stats_of,
     tree_digest,
 )
 
-SCRIPT = "04_production_collector.py"
 
-
-@pytest.fixture
-def api(free_api):
-    """The free plan's 2,000 coins: kills, locks and signals do not depend on the size."""
-    return free_api
-
-
-def args_for(api, out: Path, *extra: str) -> list[str]:
-    return ["--base-url", api.url, "--out-dir", str(out), "--min-interval", "0", *FAST, *extra]
-
-
-def collect(api, out: Path, *extra: str, env: dict | None = None, **kw):
-    return run_script(SCRIPT, *args_for(api, out, *extra), env={**PAID_ENV, **(env or {})}, **kw)
-
-
-def popen(api, out: Path, *extra: str, env: dict | None = None) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, str(ROOT / SCRIPT), *args_for(api, out, *extra)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=script_env({**PAID_ENV, **(env or {})}),
-    )
-
-
-def wait_for_request(api, path: str, timeout: float = 20) -> None:
+def wait_for_request(fake_free, path: str, timeout: float = 20) -> None:
     end = time.monotonic() + timeout
-    while api.count(path) == 0:
+    while fake_free.count(path) == 0:
         assert time.monotonic() < end, f"no request to {path}"
         time.sleep(0.05)
 
@@ -66,17 +42,17 @@ def assert_history_ok(out: Path) -> None:
     assert report.ok, report.problems
 
 
-def test_second_run_while_first_is_active_exits_75_fast_and_touches_nothing(api, out):
-    assert collect(api, out).returncode == 0
-    api.advance(300)
-    api.reset_requests()
-    api.add_fault("/tickers", "hang", seconds=30)
-    first = popen(api, out)
+def test_second_run_while_first_is_active_exits_75_fast_and_touches_nothing(fake_free, out):
+    assert run(S04, fake_free, out, key=True).returncode == 0
+    fake_free.advance(300)
+    fake_free.reset_requests()
+    fake_free.add_fault("/tickers", "hang", seconds=30)
+    first = spawn(S04, fake_free, out, key=True)
     try:
-        wait_for_request(api, "/tickers")
+        wait_for_request(fake_free, "/tickers")
         before = tree_digest(out)
         log_before = (out / "collection.log").read_bytes()
-        second = collect(api, out)
+        second = run(S04, fake_free, out, key=True)
         assert second.returncode == 75
         assert first.poll() is None  # refused at once: it did not wait for the holder
         assert "previous run still active" in second.stderr
@@ -85,14 +61,14 @@ def test_second_run_while_first_is_active_exits_75_fast_and_touches_nothing(api,
         assert changed == {"collection.log"}, changed
         new_log = (out / "collection.log").read_bytes()[len(log_before) :]
         assert new_log.count(b"\n") == 1 and b"previous run still active" in new_log
-        assert api.count("/tickers") == 1
+        assert fake_free.count("/tickers") == 1
     finally:
         first.kill()
         first.wait()
     # A killed holder frees the lock at once; the lock file is never deleted.
     assert (out / ".collector.lock").exists()
-    api.clear_faults()
-    third = collect(api, out)
+    fake_free.clear_faults()
+    third = run(S04, fake_free, out, key=True)
     assert third.returncode == 0, third.stderr
     assert_history_ok(out)
 
@@ -101,24 +77,24 @@ def test_second_run_while_first_is_active_exits_75_fast_and_touches_nothing(api,
     "point",
     ["history.mid_append", "history.before_commit", "snapshots.mid_append", "history.after_commit"],
 )
-def test_kill_during_commit_then_next_run_recovers(api, out, point):
-    assert collect(api, out).returncode == 0
-    api.advance(300)
+def test_kill_during_commit_then_next_run_recovers(fake_free, out, point):
+    assert run(S04, fake_free, out, key=True).returncode == 0
+    fake_free.advance(300)
     next_second()
-    killed = collect(api, out, env={**PAID_ENV, "COLLECTOR_CRASH_AT": point})
+    killed = run(S04, fake_free, out, env={**PAID_ENV, "COLLECTOR_CRASH_AT": point}, key=True)
     assert killed.returncode == -signal.SIGKILL
     for name in ("market_cap_snapshot.json", "latest_stats.json", "request_ledger.json"):
         json.loads((out / name).read_bytes())  # every file still parses
-    api.advance(300)
+    fake_free.advance(300)
     next_second()
-    recovered = collect(api, out)
+    recovered = run(S04, fake_free, out, key=True)
     assert recovered.returncode == 0, recovered.stderr
     assert_history_ok(out)
     entries = read_jsonl(out / "history" / "snapshots.jsonl")
     committed_by_kill = point == "history.after_commit"
     assert len(entries) == (3 if committed_by_kill else 2)
     rows = read_jsonl(out / "history" / "market_cap_history.jsonl")
-    assert len(rows) == len(entries) * api.served
+    assert len(rows) == len(entries) * fake_free.served
     cut_files = list((out / "history").glob("*.cut-*"))
     assert bool(cut_files) == (
         point in ("history.mid_append", "history.before_commit", "snapshots.mid_append")
@@ -127,32 +103,32 @@ def test_kill_during_commit_then_next_run_recovers(api, out, point):
 
 
 @pytest.mark.long
-def test_kill_at_random_moments_never_breaks_files(api, out):
-    assert collect(api, out).returncode == 0
+def test_kill_at_random_moments_never_breaks_files(fake_free, out):
+    assert run(S04, fake_free, out, key=True).returncode == 0
     for delay in (0.3, 0.6, 0.9, 1.2):
-        api.advance(300)
+        fake_free.advance(300)
         next_second()
-        proc = popen(api, out)
+        proc = spawn(S04, fake_free, out, key=True)
         time.sleep(delay)
         proc.kill()
         proc.wait()
         json.loads((out / "market_cap_snapshot.json").read_bytes())
-    api.advance(300)
+    fake_free.advance(300)
     next_second()
-    assert collect(api, out).returncode == 0
+    assert run(S04, fake_free, out, key=True).returncode == 0
     assert_history_ok(out)
 
 
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
-def test_signal_stops_cleanly(api, out, signum, code):
-    assert collect(api, out).returncode == 0
+def test_signal_stops_cleanly(fake_free, out, signum, code):
+    assert run(S04, fake_free, out, key=True).returncode == 0
     before = tree_digest(out / "history")
     snapshot_before = (out / "market_cap_snapshot.json").read_bytes()
-    api.advance(300)
-    api.reset_requests()
-    api.add_fault("/tickers", "trickle", seconds=30, interval=0.1)
-    proc = popen(api, out)
-    wait_for_request(api, "/tickers")
+    fake_free.advance(300)
+    fake_free.reset_requests()
+    fake_free.add_fault("/tickers", "trickle", seconds=30, interval=0.1)
+    proc = spawn(S04, fake_free, out, key=True)
+    wait_for_request(fake_free, "/tickers")
     time.sleep(0.5)
     proc.send_signal(signum)
     _, stderr = proc.communicate(timeout=10)
@@ -160,27 +136,27 @@ def test_signal_stops_cleanly(api, out, signum, code):
     assert signal.Signals(signum).name in stderr
     assert tree_digest(out / "history") == before
     assert (out / "market_cap_snapshot.json").read_bytes() == snapshot_before
-    stats = json.loads((out / "latest_stats.json").read_bytes())
+    stats = stats_of(out)
     assert stats["status"] == "failed" and stats["exit_code"] == code
     assert not list(out.rglob("*.tmp"))
     assert f"run end status=failed exit={code}" in (out / "collection.log").read_text()
 
 
-def test_deadline_bounds_a_429_storm(api, out):
-    api.add_fault("/tickers", "status", status=429, times=-1, retry_after="3600")
-    result = collect(api, out, "--deadline", "5", "--retries", "10")
+def test_deadline_bounds_a_429_storm(fake_free, out):
+    fake_free.add_fault("/tickers", "status", status=429, times=-1, retry_after="3600")
+    result = run(S04, fake_free, out, "--deadline", "5", "--retries", "10", key=True)
     assert result.returncode == 69
-    assert api.count("/tickers") == 1  # a one-hour Retry-After cannot fit a 5 s deadline
+    assert fake_free.count("/tickers") == 1  # a one-hour Retry-After cannot fit a 5 s deadline
 
 
-def test_cron_like_environment_writes_only_to_out_dir(free_api, tmp_path):
-    api = free_api
+def test_cron_like_environment_writes_only_to_out_dir(fake_free, tmp_path):
+    fake_free = fake_free
     home = tmp_path / "home"
     home.mkdir()
     out = tmp_path / "data"
     uv_dir = os.path.dirname(sys.executable)
     command = (
-        f"cd / && {sys.executable} {ROOT / SCRIPT} --base-url {api.url} --out-dir {out} --quiet"
+        f"cd / && {sys.executable} {ROOT / S04} --base-url {fake_free.url} --out-dir {out} --quiet"
     )
     result = subprocess.run(
         ["env", "-i", f"HOME={home}", f"PATH=/usr/bin:/bin:{uv_dir}", "sh", "-c", command],
@@ -194,13 +170,13 @@ def test_cron_like_environment_writes_only_to_out_dir(free_api, tmp_path):
     assert list(home.iterdir()) == []
 
 
-def test_shrink_to_300_is_rejected_and_old_snapshot_kept(api, out):
-    assert collect(api, out).returncode == 0
+def test_shrink_to_300_is_rejected_and_old_snapshot_kept(fake_free, out):
+    assert run(S04, fake_free, out, key=True).returncode == 0
     before = tree_digest(out / "history")
     snapshot_before = (out / "market_cap_snapshot.csv").read_bytes()
-    api.set_ticker_count(300)
-    api.advance(300)
-    result = collect(api, out)
+    fake_free.set_ticker_count(300)
+    fake_free.advance(300)
+    result = run(S04, fake_free, out, key=True)
     assert result.returncode == 65
     assert (out / "market_cap_snapshot.csv").read_bytes() == snapshot_before
     after = tree_digest(out / "history")
@@ -223,18 +199,18 @@ def tmpfs(path: Path, size: str, why: str) -> Iterator[Path]:
         subprocess.run(["umount", str(path)], check=False)
 
 
-def test_full_disk_exits_74_and_keeps_old_files(api, tmp_path):
+def test_full_disk_exits_74_and_keeps_old_files(fake_free, tmp_path):
     with tmpfs(tmp_path / "small", "64m", "a full disk") as mount:
         out = mount / "data"
-        assert collect(api, out).returncode == 0
+        assert run(S04, fake_free, out, key=True).returncode == 0
         before = tree_digest(out)
         filler = mount / "filler"
         with open(filler, "wb") as handle:  # leave ~3 MB: less than a new snapshot needs
             free = shutil.disk_usage(mount).free
             handle.write(b"\0" * max(0, free - 3_000_000))
-        api.advance(300)
+        fake_free.advance(300)
         next_second()
-        result = collect(api, out)
+        result = run(S04, fake_free, out, key=True)
         assert result.returncode == 74, result.stderr
         assert "not enough free space" in result.stderr  # checked before any temp file
         after = tree_digest(out)
@@ -243,23 +219,23 @@ def test_full_disk_exits_74_and_keeps_old_files(api, tmp_path):
                 assert after.get(name) == digest, name
         assert not list(out.rglob("*.tmp"))
         filler.unlink()
-        api.advance(300)
+        fake_free.advance(300)
         next_second()
-        assert collect(api, out).returncode == 0
+        assert run(S04, fake_free, out, key=True).returncode == 0
         assert_history_ok(out)
 
 
-def test_read_only_output_exits_74_without_requests(api, tmp_path):
+def test_read_only_output_exits_74_without_requests(fake_free, tmp_path):
     with tmpfs(tmp_path / "ro", "40m", "a read-only filesystem") as mount:
         out = mount / "data"
-        assert collect(api, out).returncode == 0
+        assert run(S04, fake_free, out, key=True).returncode == 0
         before = tree_digest(out)
         subprocess.run(["mount", "-o", "remount,ro", str(mount)], check=True)
-        api.reset_requests()
-        api.advance(300)
-        result = collect(api, out)
+        fake_free.reset_requests()
+        fake_free.advance(300)
+        result = run(S04, fake_free, out, key=True)
         assert result.returncode == 74, result.stderr  # it exists: 73 is "cannot be created"
-        assert api.count() == 0
+        assert fake_free.count() == 0
         assert len(result.stderr.strip().splitlines()) == 1
         assert tree_digest(out) == before
 
@@ -288,17 +264,17 @@ HistoryStore(out).commit(Commit(ts, ts, rows, 20000, {}, summary))
     assert_history_ok(tmp_path)
 
 
-def test_status_and_check_history(api, out):
-    missing = run_script(SCRIPT, "--out-dir", str(out), "--status")
+def test_status_and_check_history(fake_free, out):
+    missing = run(S04, None, None, "--out-dir", str(out), "--status")
     assert missing.returncode == 2 and "no such directory" in missing.stderr
     assert not out.exists()  # read-only: not even the directory is created
     out.mkdir()
-    unhealthy = run_script(SCRIPT, "--out-dir", str(out), "--status")
+    unhealthy = run(S04, None, None, "--out-dir", str(out), "--status")
     assert unhealthy.returncode == 1 and "UNHEALTHY" in unhealthy.stdout
-    assert collect(api, out).returncode == 0
-    status = run_script(SCRIPT, "--out-dir", str(out), "--status")
+    assert run(S04, fake_free, out, key=True).returncode == 0
+    status = run(S04, None, None, "--out-dir", str(out), "--status")
     assert "Last good snapshot" in status.stdout and "Requests this month" in status.stdout
-    check = run_script(SCRIPT, "--out-dir", str(out), "--check-history")
+    check = run(S04, None, None, "--out-dir", str(out), "--check-history")
     assert check.returncode == 0 and "Check: OK" in check.stdout
     # Double a snapshot behind the collector's back: the checker must notice.
     history = out / "history" / "market_cap_history.jsonl"
@@ -308,7 +284,7 @@ def test_status_and_check_history(api, out):
     history.write_bytes(data + data)
     state["history_size"] = len(data) * 2
     state_path.write_text(json.dumps(state))
-    doubled = run_script(SCRIPT, "--out-dir", str(out), "--check-history")
+    doubled = run(S04, None, None, "--out-dir", str(out), "--check-history")
     assert doubled.returncode == 65
     assert "twice" in doubled.stdout
 
@@ -317,7 +293,7 @@ SOAK_RETRIES = ["--retries", "1", "--timeout", "10"]
 
 
 @pytest.mark.long
-def test_soak_with_random_faults_and_kills(free_api, out):
+def test_soak_with_random_faults_and_kills(fake_free, out):
     """Many runs with random kills, storms, hangs and bad payloads: the history stays exact."""
     import random
 
@@ -330,7 +306,7 @@ def test_soak_with_random_faults_and_kills(free_api, out):
     ]
 
     def soak_args(*extra: str) -> list[str]:
-        return ["--base-url", free_api.url, "--out-dir", str(out), "--min-interval", "0",
+        return ["--base-url", fake_free.url, "--out-dir", str(out), "--min-interval", "0",
                 *SOAK_RETRIES, *extra]  # fmt: skip
 
     def committed() -> int:
@@ -339,33 +315,33 @@ def test_soak_with_random_faults_and_kills(free_api, out):
         return HistoryStore(out).read_state().snapshot_count
 
     for _ in range(24):
-        free_api.clear_faults()
-        free_api.advance(300)
+        fake_free.clear_faults()
+        fake_free.advance(300)
         next_second()
         action = rng.choice(
             ["ok", "ok", "storm", "down", "html", "cut", "hang", "crash", "kill", "shrink"]
         )
         env, extra, crash = {}, [], None
         if action == "storm":
-            free_api.add_fault("/tickers", "status", status=429, times=1)
+            fake_free.add_fault("/tickers", "status", status=429, times=1)
         elif action == "down":
-            free_api.add_fault("*", "status", status=502, times=-1)
+            fake_free.add_fault("*", "status", status=502, times=-1)
         elif action == "html":
-            free_api.add_fault("/global", "html200")
+            fake_free.add_fault("/global", "html200")
         elif action == "cut":
-            free_api.add_fault("/tickers", rng.choice(["truncated", "gzip_truncated", "reset"]))
+            fake_free.add_fault("/tickers", rng.choice(["truncated", "gzip_truncated", "reset"]))
         elif action == "hang":
-            free_api.add_fault("/tickers", "hang", times=-1, seconds=20)
+            fake_free.add_fault("/tickers", "hang", times=-1, seconds=20)
             extra = ["--deadline", "2", "--timeout", "0.5"]
         elif action == "crash":
             crash = rng.choice(crash_points)
             env = {"COLLECTOR_CRASH_AT": crash}
         elif action == "shrink":
-            free_api.add_fault("/tickers", "body", body=json.dumps(free_api.tickers[:300]))
+            fake_free.add_fault("/tickers", "body", body=json.dumps(fake_free.tickers[:300]))
         before = committed()
         if action == "kill":
             proc = subprocess.Popen(
-                [sys.executable, str(ROOT / SCRIPT), *soak_args()],
+                [sys.executable, str(ROOT / S04), *soak_args()],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
                 env=script_env(),
@@ -375,7 +351,7 @@ def test_soak_with_random_faults_and_kills(free_api, out):
             proc.wait()
             assert committed() - before in (0, 1)  # killed before or after its commit point
         else:
-            result = run_script(SCRIPT, *soak_args(*extra), env=env)
+            result = run(S04, None, None, *soak_args(*extra), env=env)
             grew = committed() - before
             if action in ("ok", "storm", "cut") or (action == "shrink" and before == 0):
                 assert result.returncode == 0 and grew == 1, (action, result.stderr)
@@ -388,10 +364,10 @@ def test_soak_with_random_faults_and_kills(free_api, out):
             json.loads((out / "market_cap_snapshot.json").read_bytes())
         if (out / "history").exists():
             assert_history_ok(out)
-    free_api.clear_faults()
-    free_api.advance(300)
+    fake_free.clear_faults()
+    fake_free.advance(300)
     next_second()
-    final = run_script(SCRIPT, *soak_args())
+    final = run(S04, None, None, *soak_args())
     assert final.returncode == 0, final.stderr
     entries = read_jsonl(out / "history" / "snapshots.jsonl")
     report = check_history(out, 30)

@@ -302,24 +302,24 @@ def make_client(url: str, tmp_path: Path, sleeps: list[float], **overrides) -> A
     return ApiClient(config, RequestLedger(tmp_path), Deadline(600), sleep=sleeps.append)
 
 
-def test_retry_after_is_honoured_and_capped(free_api, tmp_path):
+def test_retry_after_is_honoured_and_capped(fake_free, tmp_path):
     sleeps: list[float] = []
-    client = make_client(free_api.url, tmp_path, sleeps)
-    free_api.add_fault("/global", "status", status=429, retry_after="2")
-    free_api.add_fault("/global", "status", status=503, retry_after="86400")
+    client = make_client(fake_free.url, tmp_path, sleeps)
+    fake_free.add_fault("/global", "status", status=429, retry_after="2")
+    fake_free.add_fault("/global", "status", status=503, retry_after="86400")
     assert client.get("/global").data["market_cap_usd"] > 0
     assert sleeps == [2.0, 120.0]
     assert client.counter.attempts == 3 and client.counter.retries == 2
     assert RequestLedger(tmp_path).load().month_requests == 3
 
 
-def test_backoff_without_retry_after_is_jittered_and_bounded(free_api, tmp_path):
+def test_backoff_without_retry_after_is_jittered_and_bounded(fake_free, tmp_path):
     sleeps: list[float] = []
-    client = make_client(free_api.url, tmp_path, sleeps)
-    free_api.add_fault("/global", "status", status=500, times=-1)
+    client = make_client(fake_free.url, tmp_path, sleeps)
+    fake_free.add_fault("/global", "status", status=500, times=-1)
     with pytest.raises(ApiUnavailable):
         client.get("/global")
-    assert free_api.count("/global") == 4 and len(sleeps) == 3
+    assert fake_free.count("/global") == 4 and len(sleeps) == 3
     assert all(0.5 <= s <= 30 for s in sleeps)
 
 
@@ -333,17 +333,17 @@ def test_backoff_without_retry_after_is_jittered_and_bounded(free_api, tmp_path)
         (402, AuthOrPlanError),
     ],
 )
-def test_client_errors_are_never_retried(free_api, tmp_path, status, error):
-    client = make_client(free_api.url, tmp_path, [])
-    free_api.add_fault("/tickers", "status", status=status)
+def test_client_errors_are_never_retried(fake_free, tmp_path, status, error):
+    client = make_client(fake_free.url, tmp_path, [])
+    fake_free.add_fault("/tickers", "status", status=status)
     with pytest.raises(error) as caught:
         client.get("/tickers")
-    assert free_api.count("/tickers") == 1
+    assert fake_free.count("/tickers") == 1
     assert str(status) in str(caught.value)
 
 
-def test_unknown_route_text_404_is_reported(free_api, tmp_path):
-    client = make_client(free_api.url, tmp_path, [])
+def test_unknown_route_text_404_is_reported(fake_free, tmp_path):
+    client = make_client(fake_free.url, tmp_path, [])
     with pytest.raises(ApiDataError, match="404 page not found"):
         client.get("/no-such-route")
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, run_script
+from tests.conftest import ROOT, run
 
 DOCS = [
     ROOT / "README.md",
@@ -50,7 +50,7 @@ def fresh_install(tmp_path_factory, free_server) -> Path:
     free_server.clear_faults()
     free_server.advance(300)
     for script in ("04_production_collector.py", "01_fetch_all_coins_list.py"):
-        result = run_script(script, "--base-url", free_server.url, "--out-dir", str(out))
+        result = run(script, None, None, "--base-url", free_server.url, "--out-dir", str(out))
         assert result.returncode == 0, result.stderr
     return out
 

@@ -25,48 +25,24 @@ from tests.conftest import (
     FAST,
     PAID_ENV,
     ROOT,
+    S02,
+    S03,
+    S04,
     next_second,
+    one_error_line,
     read_jsonl,
-    run_script,
+    run,
     script_env,
+    stats_of,
     tree_digest,
 )
 
-S02, S03, S04 = (
-    "02_fetch_all_market_caps.py",
-    "03_optimized_free_tier_collector.py",
-    "04_production_collector.py",
-)
 DATA_FILES = ("market_cap_snapshot", "history/", "coins_")
-
-
-@pytest.fixture
-def api(free_api):
-    """These rules hold whatever the size: the free plan's 2,000 coins keep the tests quick."""
-    return free_api
-
-
-def run(script: str, api, out: Path, *extra: str, env: dict | None = None, **kw):
-    args = ["--base-url", api.url, "--out-dir", str(out), *FAST, *extra]
-    if script != S02:
-        args += ["--min-interval", "0"]
-    return run_script(script, *args, env={**PAID_ENV, **(env or {})}, **kw)
 
 
 def data_digest(out: Path) -> dict[str, str]:
     """Digests of the files a failed run must leave byte-identical."""
     return {k: v for k, v in tree_digest(out).items() if k.startswith(DATA_FILES)}
-
-
-def stats_of(out: Path) -> dict:
-    return json.loads((out / "latest_stats.json").read_bytes())
-
-
-def one_error_line(result) -> str:
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert "Traceback" not in result.stderr
-    return lines[0]
 
 
 # --- 1. What a run reports is what happened ------------------------------------------------
@@ -84,44 +60,44 @@ def one_error_line(result) -> str:
         "history/gaps.jsonl",
     ],
 )
-def test_a_target_that_is_a_directory_exits_74_before_any_request(api, out, target):
-    assert run(S04, api, out).returncode == 0
+def test_a_target_that_is_a_directory_exits_74_before_any_request(fake_free, out, target):
+    assert run(S04, fake_free, out, key=True).returncode == 0
     before = data_digest(out)
     path = out / target
     if path.exists():
         path.unlink()
     path.mkdir()
-    api.advance(300)
-    api.reset_requests()
-    result = run(S04, api, out)
+    fake_free.advance(300)
+    fake_free.reset_requests()
+    result = run(S04, fake_free, out, key=True)
     assert result.returncode == 74, result.stderr
     line = one_error_line(result)
     assert target.split("/")[-1] in line and "directory" in line
-    assert api.count() == 0
+    assert fake_free.count() == 0
     assert {k: v for k, v in data_digest(out).items() if k != target} == {
         k: v for k, v in before.items() if k != target
     }
 
 
 @pytest.mark.parametrize("name", ["history", "rejected"])
-def test_a_file_where_a_directory_belongs_exits_74(api, out, name):
+def test_a_file_where_a_directory_belongs_exits_74(fake_free, out, name):
     out.mkdir()
     (out / name).write_text("in the way")
-    result = run(S02, api, out)
+    result = run(S02, fake_free, out, key=True)
     assert result.returncode == 74, result.stderr
     assert name in one_error_line(result)
-    assert api.count() == 0
+    assert fake_free.count() == 0
 
 
-def test_an_output_path_that_cannot_be_created_exits_73(api, tmp_path):
+def test_an_output_path_that_cannot_be_created_exits_73(fake_free, tmp_path):
     (tmp_path / "file").write_text("x")
-    result = run(S02, api, tmp_path / "file" / "data")
+    result = run(S02, fake_free, tmp_path / "file" / "data", key=True)
     assert result.returncode == 73
     assert "cannot create output directory" in one_error_line(result)
-    assert api.count() == 0
+    assert fake_free.count() == 0
 
 
-def test_after_the_commit_a_failing_stats_write_is_a_warning(api, out, run_inprocess, monkeypatch):
+def test_after_the_commit_a_failing_stats_write_is_a_warning(fake_free, out, monkeypatch):
     from mcap import runner
     from mcap.errors import WriteError
 
@@ -129,39 +105,32 @@ def test_after_the_commit_a_failing_stats_write_is_a_warning(api, out, run_inpro
         raise WriteError(f"cannot write {path.name}: disk full (ENOSPC)")
 
     monkeypatch.setattr(runner, "atomic_write_bytes", refuse_stats)
-    code, stdout, stderr = run_inprocess(
-        S02, "--base-url", api.url, "--out-dir", str(out), *FAST, env=PAID_ENV
-    )
-    assert code == 0, stderr
-    assert "warning" in stderr and "latest_stats.json" in stderr
-    assert "left untouched" not in stderr + stdout
+    result = run(S02, fake_free, out, key=True)
+    assert result.returncode == 0, result.stderr
+    assert "warning" in result.stderr and "latest_stats.json" in result.stderr
+    assert "left untouched" not in result.stderr + result.stdout
     assert check_history(out, 30).snapshots == 1
 
 
-def test_after_the_commit_a_failing_summary_is_a_warning(api, out, run_inprocess, monkeypatch):
+def test_after_the_commit_a_failing_summary_is_a_warning(fake_free, out, monkeypatch):
     from mcap import collect
 
     def broken_summary(*args):
         raise ValueError("a number that does not fit the format")
 
     monkeypatch.setattr(collect, "print_summary", broken_summary)
-    code, _, stderr = run_inprocess(
-        S02, "--base-url", api.url, "--out-dir", str(out), *FAST, env=PAID_ENV
-    )
-    assert code == 0
-    assert "warning: printing the summary failed after the snapshot was committed" in stderr
+    result = run(S02, fake_free, out, key=True)
+    assert result.returncode == 0
+    assert "warning: printing the summary failed after the snapshot was committed" in result.stderr
     stats = stats_of(out)
     assert stats["status"] == "ok" and stats["exit_code"] == 0 and stats["warnings"]
 
 
-def test_a_rename_failing_after_the_commit_is_repaired_by_the_next_run(
-    api, out, run_inprocess, monkeypatch
-):
+def test_a_rename_failing_after_the_commit_is_repaired_by_the_next_run(fake_free, out, monkeypatch):
     from mcap import publish as collect
     from mcap.errors import WriteError
 
-    args = ("--base-url", api.url, "--out-dir", str(out), *FAST)
-    assert run_inprocess(S02, *args, env=PAID_ENV)[0] == 0
+    assert run(S02, fake_free, out, key=True).returncode == 0
     first = json.loads((out / "market_cap_snapshot.json").read_bytes())["snapshot_id"]
     real_commit_temp = collect.commit_temp
 
@@ -171,21 +140,38 @@ def test_a_rename_failing_after_the_commit_is_repaired_by_the_next_run(
         real_commit_temp(tmp, path)
 
     monkeypatch.setattr(collect, "commit_temp", flaky)
-    api.advance(300)
+    fake_free.advance(300)
     next_second()
-    code, _, stderr = run_inprocess(S02, *args, env=PAID_ENV)
-    assert code == 0 and "market_cap_snapshot.json not replaced" in stderr
+    result = run(S02, fake_free, out, key=True)
+    assert result.returncode == 0 and "market_cap_snapshot.json not replaced" in result.stderr
     assert json.loads((out / "market_cap_snapshot.json").read_bytes())["snapshot_id"] == first
     assert not list(out.glob(".*.tmp"))
     monkeypatch.setattr(collect, "commit_temp", real_commit_temp)
     # The API has not refreshed, so the data is unchanged: the run must still not skip,
     # because the snapshot files are older than the history.
     next_second()
-    code, stdout, _ = run_inprocess(S02, *args, env=PAID_ENV)
-    assert code == 0 and "Skipped" not in stdout
+    result = run(S02, fake_free, out, key=True)
+    assert result.returncode == 0 and "Skipped" not in result.stdout
     state = HistoryStore(out).read_state()
     doc = json.loads((out / "market_cap_snapshot.json").read_bytes())
     assert doc["snapshot_id"] == state.last_snapshot_id != first
+
+
+def test_a_bug_is_exit_70_with_one_line_and_the_traceback_in_the_log(fake_free, out, monkeypatch):
+    from mcap import collect
+
+    def bug(*args, **kwargs):
+        return {}["an injected bug"]
+
+    monkeypatch.setattr(collect, "build_snapshot", bug)
+    result = run(S02, fake_free, out, key=True)
+    assert result.returncode == 70
+    line = one_error_line(result)
+    assert "unexpected KeyError" in line and "a bug; traceback in collection.log" in line
+    log = (out / "collection.log").read_text()
+    assert "Traceback" in log and "an injected bug" in log
+    assert stats_of(out)["exit_code"] == 70 and stats_of(out)["status"] == "failed"
+    assert not (out / "market_cap_snapshot.json").exists()
 
 
 @pytest.mark.parametrize(
@@ -199,48 +185,48 @@ def test_a_rename_failing_after_the_commit_is_repaired_by_the_next_run(
         b'{"month_requests": -4}',
     ],
 )
-def test_a_damaged_ledger_fails_safe_with_one_line(free_api, out, ledger):
+def test_a_damaged_ledger_fails_safe_with_one_line(fake_free, out, ledger):
     out.mkdir()
     (out / "request_ledger.json").write_bytes(ledger)
-    result = run(S03, free_api, out, env={})
+    result = run(S03, fake_free, out, env={}, key=True)
     assert result.returncode == 74
     line = one_error_line(result)
     assert "request_ledger.json" in line and "no request was made" in line
-    assert free_api.count() == 0
+    assert fake_free.count() == 0
     assert (out / "request_ledger.json").read_bytes() == ledger
 
 
 @pytest.mark.parametrize(
     "state", [b"{garbage", b"[]", b'{"history_size": "big"}', b'{"last_ts": 5}', b""]
 )
-def test_a_damaged_state_is_rebuilt_from_the_history(api, out, state):
-    assert run(S04, api, out).returncode == 0
+def test_a_damaged_state_is_rebuilt_from_the_history(fake_free, out, state):
+    assert run(S04, fake_free, out, key=True).returncode == 0
     (out / "history" / ".state.json").write_bytes(state)
-    api.advance(300)
+    fake_free.advance(300)
     next_second()
-    result = run(S04, api, out)
+    result = run(S04, fake_free, out, key=True)
     assert result.returncode == 0, result.stderr
     assert "rebuilding it" in (out / "collection.log").read_text()
     report = check_history(out, 30)
     assert report.ok and report.snapshots == 2, report.problems
 
 
-def test_damaged_gaps_stats_and_snapshot_lines_never_crash(api, out):
-    assert run(S04, api, out).returncode == 0
+def test_damaged_gaps_stats_and_snapshot_lines_never_crash(fake_free, out):
+    assert run(S04, fake_free, out, key=True).returncode == 0
     (out / "history" / "gaps.jsonl").write_bytes(b'{"type": "failed_run", "at": \n[1]\n\xff\n')
     (out / "latest_stats.json").write_bytes(b"[1, 2, 3]")
-    status = run_script(S04, "--out-dir", str(out), "--status")
+    status = run(S04, None, None, "--out-dir", str(out), "--status")
     assert status.returncode in (0, 1) and "Traceback" not in status.stderr
-    api.advance(300)
+    fake_free.advance(300)
     next_second()
-    result = run(S04, api, out, "--every", "1")
+    result = run(S04, fake_free, out, "--every", "1", key=True)
     assert result.returncode == 0, result.stderr
 
 
-def test_a_damaged_archive_is_a_check_failure_not_a_crash(api, out):
-    assert run(S04, api, out).returncode == 0
+def test_a_damaged_archive_is_a_check_failure_not_a_crash(fake_free, out):
+    assert run(S04, fake_free, out, key=True).returncode == 0
     (out / "history" / "market_cap_history-2020-01.jsonl.gz").write_bytes(b"\x1f\x8bnot gzip")
-    result = run_script(S04, "--out-dir", str(out), "--check-history")
+    result = run(S04, None, None, "--out-dir", str(out), "--check-history")
     assert result.returncode == 65
     assert "damaged" in result.stdout and "Traceback" not in result.stderr
 
@@ -258,11 +244,13 @@ SIGNAL_POINTS = [
 
 @pytest.mark.parametrize(("point", "status"), SIGNAL_POINTS)
 @pytest.mark.parametrize("signame", ["TERM", "INT"])
-def test_a_signal_at_any_point_gives_a_code_the_stats_agree_with(api, out, point, status, signame):
-    assert run(S04, api, out).returncode == 0
-    api.advance(300)
+def test_a_signal_at_any_point_gives_a_code_the_stats_agree_with(
+    fake_free, out, point, status, signame
+):
+    assert run(S04, fake_free, out, key=True).returncode == 0
+    fake_free.advance(300)
     next_second()
-    result = run(S04, api, out, env={"COLLECTOR_CRASH_AT": f"{point}:{signame}"})
+    result = run(S04, fake_free, out, env={"COLLECTOR_CRASH_AT": f"{point}:{signame}"}, key=True)
     code = {"TERM": 143, "INT": 130}[signame]
     assert "Traceback" not in result.stderr
     stats = stats_of(out)
@@ -289,17 +277,17 @@ def wait_for_our_handlers(pid: int) -> None:
 
 
 @pytest.mark.long
-def test_signals_at_random_moments_never_give_1_or_a_traceback(api, out):
+def test_signals_at_random_moments_never_give_1_or_a_traceback(fake_free, out):
     import random
 
     rng = random.Random(8)
-    assert run(S04, api, out).returncode == 0
+    assert run(S04, fake_free, out, key=True).returncode == 0
     for _ in range(8):
-        api.advance(300)
+        fake_free.advance(300)
         next_second()
         before = (out / "latest_stats.json").read_bytes()
         proc = subprocess.Popen(
-            [sys.executable, str(ROOT / S04), "--base-url", api.url, "--out-dir", str(out)]
+            [sys.executable, str(ROOT / S04), "--base-url", fake_free.url, "--out-dir", str(out)]
             + [*FAST, "--min-interval", "0"],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -322,7 +310,7 @@ def test_signals_at_random_moments_never_give_1_or_a_traceback(api, out):
 # --- 2. Collection never stops without saying so -------------------------------------------
 
 
-def test_a_missing_last_updated_counts_as_changed(free_api, out):
+def test_a_missing_last_updated_counts_as_changed(fake_free, out):
     def drop_stamps(rows):
         for row in rows[:5]:
             row.pop("last_updated", None)
@@ -330,16 +318,16 @@ def test_a_missing_last_updated_counts_as_changed(free_api, out):
         return rows
 
     for attempt in range(2):
-        free_api.add_fault("/tickers", "mutate", tickers=drop_stamps)
-        result = run(S03, free_api, out, env={})
+        fake_free.add_fault("/tickers", "mutate", tickers=drop_stamps)
+        result = run(S03, fake_free, out, env={}, key=True)
         assert result.returncode == 0, result.stderr
         assert stats_of(out)["status"] == "ok", attempt  # never "skipped": not provably same
         next_second()
     assert "have no last_updated" in (out / "collection.log").read_text()
     # With every last_updated present and equal, the same data is skipped.
-    assert run(S03, free_api, out, env={}).returncode == 0
+    assert run(S03, fake_free, out, env={}, key=True).returncode == 0
     next_second()
-    assert run(S03, free_api, out, env={}).returncode == 0
+    assert run(S03, fake_free, out, env={}, key=True).returncode == 0
     assert stats_of(out)["status"] == "skipped"
 
 
@@ -352,14 +340,14 @@ def _future_history(out: Path, minutes: float) -> str:
 
 
 @pytest.mark.parametrize("script", [S02, S03, S04])
-def test_a_last_snapshot_in_the_future_is_a_failure_before_any_request(api, out, script):
+def test_a_last_snapshot_in_the_future_is_a_failure_before_any_request(fake_free, out, script):
     out.mkdir()
     ts = _future_history(out, 90)
-    result = run(script, api, out)
+    result = run(script, fake_free, out, key=True)
     assert result.returncode == 74
     line = one_error_line(result)
     assert ts in line and "future" in line and "clock" in line
-    assert api.count() == 0
+    assert fake_free.count() == 0
     if script == S04:
         gaps = read_jsonl(out / "history" / "gaps.jsonl")
         assert gaps[-1]["type"] == "failed_run" and "future" in gaps[-1]["error"]
@@ -378,28 +366,28 @@ def _healthy_dir(out: Path, age_min: float) -> None:
 @pytest.mark.parametrize(("age", "healthy"), [(45, True), (65, False)])
 def test_status_is_unhealthy_past_two_cadences(out, age, healthy):
     _healthy_dir(out, age)
-    result = run_script(S04, "--out-dir", str(out), "--status", "--every", "30")
+    result = run(S04, None, None, "--out-dir", str(out), "--status", "--every", "30")
     assert result.returncode == (0 if healthy else 1), result.stdout
     assert ("2 cadences" in result.stdout) == (not healthy)
 
 
-def test_status_and_check_history_are_read_only(api, out):
-    assert run(S04, api, out).returncode == 0
+def test_status_and_check_history_are_read_only(fake_free, out):
+    assert run(S04, fake_free, out, key=True).returncode == 0
 
     def listing() -> dict:
         return {p: (p.stat().st_mtime_ns, p.stat().st_size) for p in out.rglob("*")}
 
     before = listing()
     for option in ("--status", "--check-history"):
-        result = run_script(S04, "--out-dir", str(out), option)
+        result = run(S04, None, None, "--out-dir", str(out), option)
         assert result.returncode == 0, result.stdout + result.stderr
     assert listing() == before
     (out / "history" / ".state.json").unlink()  # even a lost state is rebuilt in memory only
     before = listing()
     for option in ("--status", "--check-history"):
-        assert run_script(S04, "--out-dir", str(out), option).returncode == 0
+        assert run(S04, None, None, "--out-dir", str(out), option).returncode == 0
     assert listing() == before
-    missing = run_script(S04, "--out-dir", str(out / "nope"), "--check-history")
+    missing = run(S04, None, None, "--out-dir", str(out / "nope"), "--check-history")
     assert missing.returncode == 2 and "no such directory" in one_error_line(missing)
     assert not (out / "nope").exists()
 
@@ -407,20 +395,20 @@ def test_status_and_check_history_are_read_only(api, out):
 # --- 3. Accept what is harmless, refuse what is dangerous, bounded in memory ----------------
 
 
-def test_global_type_changes_are_kept_and_cost_no_tickers(api, out):
+def test_global_type_changes_are_kept_and_cost_no_tickers(fake_free, out):
     def retyped(doc):
         doc["last_updated"] = "2026-11-25T12:00:00Z"
         doc["cryptocurrencies_number"] = "12k"
         doc.pop("volume_24h_usd")
         return doc
 
-    api.add_fault("/global", "mutate", global_=retyped)
-    result = run(S02, api, out)
+    fake_free.add_fault("/global", "mutate", global_=retyped)
+    result = run(S02, fake_free, out, key=True)
     assert result.returncode == 0, result.stderr
     doc = json.loads((out / "market_cap_snapshot.json").read_bytes())
     assert doc["global"]["last_updated"] == "2026-11-25T12:00:00Z"
     assert doc["global"]["cryptocurrencies_number"] == "12k"
-    assert api.count("/tickers") == 1
+    assert fake_free.count("/tickers") == 1
     assert "kept as given" in (out / "collection.log").read_text()
 
 
@@ -434,7 +422,7 @@ ODD_NAMES = [
 ]
 
 
-def test_odd_strings_and_numbers_are_written_faithfully_everywhere(api, out):
+def test_odd_strings_and_numbers_are_written_faithfully_everywhere(fake_free, out):
     def odd(rows):
         for row, name in zip(rows[10:], ODD_NAMES, strict=False):
             row["name"] = name
@@ -448,19 +436,19 @@ def test_odd_strings_and_numbers_are_written_faithfully_everywhere(api, out):
         doc["market_cap_usd"] = 10**400
         return doc
 
-    api.add_fault("/tickers", "mutate", tickers=odd)
-    api.add_fault("/global", "mutate", global_=odd_global)
-    result = run(S02, api, out)
+    fake_free.add_fault("/tickers", "mutate", tickers=odd)
+    fake_free.add_fault("/global", "mutate", global_=odd_global)
+    result = run(S02, fake_free, out, key=True)
     assert result.returncode == 0, result.stderr
     doc = json.loads((out / "market_cap_snapshot.json").read_bytes())
     by_id = {c["id"]: c for c in doc["coins"]}
-    sent = odd(json.loads(json.dumps(api.tickers)))
+    sent = odd(json.loads(json.dumps(fake_free.tickers)))
     for row in sent[10:24]:
         assert by_id[row["id"]]["name"] == row["name"]
         assert by_id[row["id"]]["quotes"] == row["quotes"]
     assert doc["global"]["market_cap_usd"] == 10**400
     lines = (out / "market_cap_snapshot.jsonl").read_bytes().split(b"\n")
-    assert len(lines) == api.served + 1
+    assert len(lines) == fake_free.served + 1
     cells = {
         r["id"]: r
         for r in csv.DictReader(io.StringIO((out / "market_cap_snapshot.csv").read_text()))
@@ -476,17 +464,17 @@ def test_odd_strings_and_numbers_are_written_faithfully_everywhere(api, out):
     )
 
 
-def test_a_lone_surrogate_is_refused_with_65_before_anything_changes(api, out):
-    assert run(S02, api, out).returncode == 0
+def test_a_lone_surrogate_is_refused_with_65_before_anything_changes(fake_free, out):
+    assert run(S02, fake_free, out, key=True).returncode == 0
     before = data_digest(out)
 
     def broken(rows):
         rows[7]["name"] = "half \ud83d emoji"
         return rows
 
-    api.advance(300)
-    api.add_fault("/tickers", "mutate", tickers=broken)
-    result = run(S02, api, out)
+    fake_free.advance(300)
+    fake_free.add_fault("/tickers", "mutate", tickers=broken)
+    result = run(S02, fake_free, out, key=True)
     assert result.returncode == 65
     assert "lone surrogate" in result.stderr and "Traceback" not in result.stderr
     assert data_digest(out) == before
@@ -513,10 +501,10 @@ def _peak_rss_mb(args: list[str], env: dict) -> tuple[int, float, str]:
 
 @pytest.mark.long
 @pytest.mark.parametrize(("kind", "opts"), [("huge", {"mb": 200}), ("gzip_bomb", {"mb": 1000})])
-def test_oversized_bodies_end_with_65_in_bounded_memory(api, out, kind, opts):
-    api.add_fault("/tickers", kind, **opts)
+def test_oversized_bodies_end_with_65_in_bounded_memory(fake_free, out, kind, opts):
+    fake_free.add_fault("/tickers", kind, **opts)
     env = script_env(PAID_ENV)
-    args = [str(ROOT / S02), "--base-url", api.url, "--out-dir", str(out), *FAST]
+    args = [str(ROOT / S02), "--base-url", fake_free.url, "--out-dir", str(out), *FAST]
     code, rss_mb, stderr = _peak_rss_mb(args, env)
     assert code == 65, stderr
     assert "limit" in stderr and "--max-" in stderr
@@ -525,30 +513,33 @@ def test_oversized_bodies_end_with_65_in_bounded_memory(api, out, kind, opts):
     assert kept and all(p.stat().st_size <= 8 * 1024 * 1024 for p in kept)
 
 
-def test_an_announced_oversized_body_is_refused_unread(api, out):
-    result = run(S02, api, out, "--max-download-mb", "0.05")
+def test_an_announced_oversized_body_is_refused_unread(fake_free, out):
+    result = run(S02, fake_free, out, "--max-download-mb", "0.05", key=True)
     assert result.returncode == 65 and "announced" in result.stderr
 
 
-def test_limits_are_overridable(api, out):
-    api.add_fault("/tickers", "gzip_bomb", mb=150)
-    result = run(S02, api, out, "--max-body-mb", "20")
+def test_limits_are_overridable(fake_free, out):
+    fake_free.add_fault("/tickers", "gzip_bomb", mb=150)
+    result = run(S02, fake_free, out, "--max-body-mb", "20", key=True)
     assert result.returncode == 65 and "20 MB" in result.stderr
 
 
 @pytest.mark.parametrize("plain", [True, False])
-def test_chunked_bodies_without_length_are_read(api, out, plain):
-    api.add_fault("/tickers", "chunked", chunk=7777, plain=plain)
-    result = run(S02, api, out)
+def test_chunked_bodies_without_length_are_read(fake_free, out, plain):
+    fake_free.add_fault("/tickers", "chunked", chunk=7777, plain=plain)
+    result = run(S02, fake_free, out, key=True)
     assert result.returncode == 0, result.stderr
-    assert json.loads((out / "market_cap_snapshot.json").read_bytes())["coin_count"] == api.served
+    assert (
+        json.loads((out / "market_cap_snapshot.json").read_bytes())["coin_count"]
+        == fake_free.served
+    )
 
 
-def test_a_chunked_body_cut_short_is_retried(api, out):
-    api.add_fault("/tickers", "chunked", cut=True)
-    result = run(S02, api, out)
+def test_a_chunked_body_cut_short_is_retried(fake_free, out):
+    fake_free.add_fault("/tickers", "chunked", cut=True)
+    result = run(S02, fake_free, out, key=True)
     assert result.returncode == 0, result.stderr
-    assert api.count("/tickers") == 2
+    assert fake_free.count("/tickers") == 2
 
 
 # --- 4. Quota and secrets --------------------------------------------------------------------
@@ -559,13 +550,13 @@ def test_a_chunked_body_cut_short_is_retried(api, out):
     [None, "https://api.coinpaprika.com/v1/tickers", "ftp://example.com/x", "http://[::bad"],
 )
 @pytest.mark.parametrize("status", [301, 302, 307])
-def test_redirects_are_never_followed_and_are_counted(api, out, status, location):
+def test_redirects_are_never_followed_and_are_counted(fake_free, out, status, location):
     opts = {"status": status} | ({"location": location} if location else {})
-    api.add_fault("/tickers", "redirect", times=-1, **opts)
-    result = run(S02, api, out)
+    fake_free.add_fault("/tickers", "redirect", times=-1, **opts)
+    result = run(S02, fake_free, out, key=True)
     assert result.returncode == 65, result.stderr
     assert f"HTTP {status}" in one_error_line(result) and "redirect" in result.stderr
-    assert api.count() == 1
+    assert fake_free.count() == 1
     ledger = json.loads((out / "request_ledger.json").read_bytes())
     assert ledger["month_requests"] == 1
 
@@ -582,43 +573,43 @@ def _assert_no_key_anywhere(out: Path, *texts: str) -> None:
         assert not any(form in text for form in KEY_FORMS)
 
 
-def test_a_key_echoed_in_a_200_body_is_redacted_in_every_output(api, out):
-    api.add_fault("/tickers", "echo_key")
-    result = run(S02, api, out, "--verbose")
+def test_a_key_echoed_in_a_200_body_is_redacted_in_every_output(fake_free, out):
+    fake_free.add_fault("/tickers", "echo_key")
+    result = run(S02, fake_free, out, "--verbose", key=True)
     assert result.returncode == 0, result.stderr
     _assert_no_key_anywhere(out, result.stdout, result.stderr)
     assert b"<redacted>" in (out / "market_cap_snapshot.json").read_bytes()
 
 
-def test_a_key_echoed_in_a_refused_body_is_redacted_in_rejected(api, out):
+def test_a_key_echoed_in_a_refused_body_is_redacted_in_rejected(fake_free, out):
     def echo_and_break(rows):
         rows[0]["name"] = f"key={API_KEY}"
         rows[1]["symbol"] = json.dumps(API_KEY)
         rows[2]["id"] = None
         return rows
 
-    api.add_fault("/tickers", "mutate", tickers=echo_and_break)
-    result = run(S02, api, out, "--verbose")
+    fake_free.add_fault("/tickers", "mutate", tickers=echo_and_break)
+    result = run(S02, fake_free, out, "--verbose", key=True)
     assert result.returncode == 65
     assert list((out / "rejected").iterdir())
     _assert_no_key_anywhere(out, result.stdout, result.stderr)
 
 
-def test_a_key_in_error_text_is_redacted_in_tracebacks_and_gaps(api, out):
-    api.add_fault("/tickers", "status", status=402, body=f"key '{API_KEY}' used up its quota")
-    result = run(S04, api, out, "--verbose")
+def test_a_key_in_error_text_is_redacted_in_tracebacks_and_gaps(fake_free, out):
+    fake_free.add_fault("/tickers", "status", status=402, body=f"key '{API_KEY}' used up its quota")
+    result = run(S04, fake_free, out, "--verbose", key=True)
     assert result.returncode == 78
     assert "Traceback" in result.stderr  # --verbose shows it, redacted
     _assert_no_key_anywhere(out, result.stdout, result.stderr)
 
 
 @pytest.mark.parametrize("key", ["abc\r\nX-Evil: 1", "abc\ndef", "ключ-ключ", "tab\tand\x01ctrl"])
-def test_a_key_that_cannot_be_a_header_exits_2_without_printing_it(api, out, key):
-    result = run(S02, api, out, env={"COINPAPRIKA_API_KEY": key})
+def test_a_key_that_cannot_be_a_header_exits_2_without_printing_it(fake_free, out, key):
+    result = run(S02, fake_free, out, env={"COINPAPRIKA_API_KEY": key}, key=True)
     assert result.returncode == 2
     line = one_error_line(result)
     assert "COINPAPRIKA_API_KEY" in line and key.strip() not in result.stderr
-    assert api.count() == 0 and not out.exists()
+    assert fake_free.count() == 0 and not out.exists()
 
 
 # --- 5. Interactive runs don't hang in silence ------------------------------------------------
@@ -639,18 +630,18 @@ def test_interactive_defaults_end_a_hanging_run_within_two_minutes():
 
 
 @pytest.mark.long
-def test_a_hanging_api_ends_02_with_69_showing_each_wait(api, out):
-    api.add_fault("/tickers", "hang", times=-1, seconds=60)
-    result = run(S02, api, out, "--timeout", "1", "--deadline", "8")
+def test_a_hanging_api_ends_02_with_69_showing_each_wait(fake_free, out):
+    fake_free.add_fault("/tickers", "hang", times=-1, seconds=60)
+    result = run(S02, fake_free, out, "--timeout", "1", "--deadline", "8", key=True)
     assert result.returncode == 69
     *progress, error = result.stderr.strip().splitlines()
     assert progress and all("attempt" in line and "retrying in" in line for line in progress)
     assert "ReadTimeout" in progress[0] and "error:" in error
 
 
-def test_scheduled_collectors_keep_stderr_quiet_on_retries(free_api, out):
-    free_api.add_fault("/tickers", "status", status=503, times=1)
-    result = run(S04, free_api, out, env={})
+def test_scheduled_collectors_keep_stderr_quiet_on_retries(fake_free, out):
+    fake_free.add_fault("/tickers", "status", status=503, times=1)
+    result = run(S04, fake_free, out, env={}, key=True)
     assert result.returncode == 0 and result.stderr == ""
-    quiet = run(S02, free_api, out / "q", "--quiet", env={})
+    quiet = run(S02, fake_free, out / "q", "--quiet", env={}, key=True)
     assert quiet.returncode == 0 and quiet.stderr == "" and quiet.stdout == ""

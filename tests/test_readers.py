@@ -35,7 +35,7 @@ from tests.conftest import (
     plain,
     query,
     read_jsonl,
-    run_script,
+    run,
     script_env,
     tree_digest,
     two_days,
@@ -45,7 +45,7 @@ S04 = "04_production_collector.py"
 
 
 def view(out: Path, *args: str, cwd: Path | None = None):
-    return run_script(S04, "--out-dir", str(out), *args, cwd=cwd)
+    return run(S04, None, None, "--out-dir", str(out), *args, cwd=cwd)
 
 
 def one_line(result) -> str:
@@ -115,26 +115,26 @@ def clock_at(iso: str) -> Iterator[None]:
 # --- 1. one reader of record -----------------------------------------------------------------
 
 
-def test_a_clock_stepped_back_into_an_archived_day_is_refused_before_any_request(small_api, out):
+def test_a_clock_stepped_back_into_an_archived_day_is_refused_before_any_request(fake_small, out):
     midnight = next_midnight()
     at(midnight - 600)
-    small_api.advance(300)
-    assert collect(S04, small_api, out).returncode == 0
+    fake_small.advance(300)
+    assert collect(S04, fake_small, out).returncode == 0
     at(midnight + 120)  # data unchanged: the run skips, but archives the day that ended
-    skipped = collect(S04, small_api, out)
+    skipped = collect(S04, fake_small, out)
     assert skipped.returncode == 0 and "unchanged" in skipped.stdout, skipped.stdout
     day = utc_iso(midnight - 600)[:10]
     assert archive_of(out, day).is_file()
     written = export(out)
     at(midnight - 120)  # the clock steps back across midnight, into the archived day
-    small_api.advance(300)
-    small_api.reset_requests()
-    refused = collect(S04, small_api, out)
+    fake_small.advance(300)
+    fake_small.reset_requests()
+    refused = collect(S04, fake_small, out)
     assert refused.returncode == 74, refused.stderr
-    assert "already archived" in one_line(refused) and small_api.count() == 0
+    assert "already archived" in one_line(refused) and fake_small.count() == 0
     assert read_jsonl(out / "history" / "gaps.jsonl")[-1]["exit_code"] == 74
     at(midnight + 900)
-    assert collect(S04, small_api, out).returncode == 0
+    assert collect(S04, fake_small, out).returncode == 0
     assert export(out).startswith(written) and check_history(out, 30).ok
 
 
@@ -158,8 +158,8 @@ def test_a_snapshot_an_older_version_committed_into_an_archived_day_is_never_los
     assert check_history(tmp_path, 30).ok
 
 
-def test_a_torn_manifest_line_is_repaired_never_glued(small_api, out):
-    written, day = two_days(S04, small_api, out)
+def test_a_torn_manifest_line_is_repaired_never_glued(fake_small, out):
+    written, day = two_days(S04, fake_small, out)
     manifest = manifest_path(out)
     good = manifest.read_bytes()
     next_day = utc_iso(parse_iso(f"{day}T00:00:00Z") + 86400)[:10]
@@ -173,8 +173,8 @@ def test_a_torn_manifest_line_is_repaired_never_glued(small_api, out):
     assert export(out) == written  # the torn line lists nothing: its day is still plain
     assert view(out, "--check-history").returncode == 65
     at(parse_iso(f"{next_day}T00:00:00Z") + 86400 + 600)
-    small_api.advance(300)
-    assert collect(S04, small_api, out).returncode == 0
+    fake_small.advance(300)
+    assert collect(S04, fake_small, out).returncode == 0
     entries = read_jsonl(manifest)  # every line parses: nothing was glued
     assert [e["day"] for e in entries] == [day, next_day]
     assert list((out / "history" / "archive").glob("manifest.jsonl.cut-*"))
@@ -182,23 +182,23 @@ def test_a_torn_manifest_line_is_repaired_never_glued(small_api, out):
     assert query(out, "SELECT count(DISTINCT ts) FROM history")[1] == [(5,)]
 
 
-def test_an_entry_an_older_version_glued_onto_a_torn_line_is_recovered(small_api, out):
-    written, day = two_days(S04, small_api, out)
+def test_an_entry_an_older_version_glued_onto_a_torn_line_is_recovered(fake_small, out):
+    written, day = two_days(S04, fake_small, out)
     manifest = manifest_path(out)
     manifest.write_bytes(b'{"day":"2026-01-01","part":0,"fi' + manifest.read_bytes())
     assert export(out) == written
-    assert query(out, "SELECT count(*) FROM history")[1] == [(4 * small_api.served,)]
+    assert query(out, "SELECT count(*) FROM history")[1] == [(4 * fake_small.served,)]
     status = view(out, "--status")
     assert status.returncode == 1 and "glued" in status.stdout
     CLOCK.tick(600)
-    small_api.advance(300)
-    assert collect(S04, small_api, out).returncode == 0
+    fake_small.advance(300)
+    assert collect(S04, fake_small, out).returncode == 0
     assert [e["day"] for e in read_jsonl(manifest)] == [day]  # rewritten whole
     assert check_history(out, 30).ok
 
 
-def test_a_damaged_manifest_line_stops_every_view_with_one_line(small_api, out):
-    two_days(S04, small_api, out)
+def test_a_damaged_manifest_line_stops_every_view_with_one_line(fake_small, out):
+    two_days(S04, fake_small, out)
     manifest = manifest_path(out)
     manifest.write_bytes(manifest.read_bytes().replace(b'"rows":', b'"rows":"x",', 1))
     for args in (("--export-history", "2000-01-01", "2999-01-01"), ("--query", "SELECT 1")):
@@ -209,14 +209,14 @@ def test_a_damaged_manifest_line_stops_every_view_with_one_line(small_api, out):
     assert view(out, "--check-history").returncode == 65
 
 
-def test_query_reads_the_out_dir_whatever_the_working_directory(small_api, tmp_path):
+def test_query_reads_the_out_dir_whatever_the_working_directory(fake_small, tmp_path):
     out, project = tmp_path / "data", tmp_path / "project"
     project.mkdir()
-    two_days(S04, small_api, out)
+    two_days(S04, fake_small, out)
     for _ in range(3):  # the quick start's history in the working directory: other rows
         CLOCK.tick(600)
-        small_api.advance(300)
-        assert run_script(S04, "--base-url", small_api.url, "--min-interval", "0",
+        fake_small.advance(300)
+        assert run(S04, None, None, "--base-url", fake_small.url, "--min-interval", "0",
                           cwd=project).returncode == 0  # fmt: skip
     own = query(out, "SELECT count(*) FROM history")[1][0][0]
     result = view(out, "--query", "SELECT count(*) AS n, count(DISTINCT ts) AS s FROM history",
@@ -248,31 +248,31 @@ def test_an_out_dir_with_glob_or_list_characters_reads_its_own_files(tmp_path, n
     assert view(out, "--check-history").returncode == 0
 
 
-def test_a_reader_mid_read_sees_the_history_before_the_switch(small_api, out, monkeypatch):
+def test_a_reader_mid_read_sees_the_history_before_the_switch(fake_small, out, monkeypatch):
     monkeypatch.setattr(cut_module, "SWITCH_WAIT_S", 0.3)
     midnight = next_midnight()
     at(midnight - 1200)
     for _ in range(2):
-        small_api.advance(300)
-        assert collect(S04, small_api, out).returncode == 0
+        fake_small.advance(300)
+        assert collect(S04, fake_small, out).returncode == 0
         CLOCK.tick(600)
     before = plain(out)
     at(midnight + 300)
     with open_picture(out) as picture:
         chunks = export_lines(picture, TimeRange.parse("2000-01-01", "2999-12-31"))
         first = next(chunks)
-        small_api.advance(300)
-        run = collect(S04, small_api, out)  # commits, converts; the switch waits for the reader
+        fake_small.advance(300)
+        run = collect(S04, fake_small, out)  # commits, converts; the switch waits for the reader
         assert run.returncode == 0, run.stderr
         assert first + b"".join(chunks) == before
     assert not (out / "history" / "archive" / f"{utc_iso(midnight - 1200)[:10]}.parquet").exists()
     CLOCK.tick(600)
-    small_api.advance(300)
-    assert collect(S04, small_api, out).returncode == 0  # no reader now: archived and cut
+    fake_small.advance(300)
+    assert collect(S04, fake_small, out).returncode == 0  # no reader now: archived and cut
     day = utc_iso(midnight - 1200)[:10]
     assert archive_of(out, day).is_file() and not plain(out).startswith(before[:40])
     assert export(out).startswith(before)
-    assert query(out, "SELECT count(*) FROM history")[1] == [(4 * small_api.served,)]
+    assert query(out, "SELECT count(*) FROM history")[1] == [(4 * fake_small.served,)]
     assert check_history(out, 30).ok
 
 
@@ -281,38 +281,40 @@ def test_a_reader_mid_read_sees_the_history_before_the_switch(small_api, out, mo
     ["archive.before_rename", "archive.before_manifest", "archive.before_state",
      "archive.before_cut"],
 )  # fmt: skip
-def test_after_a_kill_at_any_step_of_the_archive_commit_every_row_reads_once(small_api, out, point):
+def test_after_a_kill_at_any_step_of_the_archive_commit_every_row_reads_once(
+    fake_small, out, point
+):
     midnight = next_midnight()
     at(midnight - 900)
     for _ in range(2):
-        small_api.advance(300)
-        assert collect(S04, small_api, out).returncode == 0
+        fake_small.advance(300)
+        assert collect(S04, fake_small, out).returncode == 0
         CLOCK.tick(300)
     at(midnight + 300)
-    small_api.advance(300)
-    killed = collect(S04, small_api, out, env={"COLLECTOR_CRASH_AT": point})
+    fake_small.advance(300)
+    killed = collect(S04, fake_small, out, env={"COLLECTOR_CRASH_AT": point})
     assert killed.returncode == -signal.SIGKILL
-    rows = 3 * small_api.served
+    rows = 3 * fake_small.served
     assert query(out, "SELECT count(*), count(DISTINCT ts) FROM history")[1] == [(rows, 3)]
     lines = export(out).splitlines()
     assert len(lines) == rows and len(set(lines)) == rows
     assert view(out, "--export-history", "2000-01-01", "2999-01-01").returncode == 0
 
 
-def test_query_never_shows_an_uncommitted_snapshot(small_api, out):
-    small_api.advance(300)
-    assert collect(S04, small_api, out).returncode == 0
+def test_query_never_shows_an_uncommitted_snapshot(fake_small, out):
+    fake_small.advance(300)
+    assert collect(S04, fake_small, out).returncode == 0
     CLOCK.tick(600)
-    small_api.advance(300)
-    killed = collect(S04, small_api, out, env={"COLLECTOR_CRASH_AT": "history.before_commit"})
+    fake_small.advance(300)
+    killed = collect(S04, fake_small, out, env={"COLLECTOR_CRASH_AT": "history.before_commit"})
     assert killed.returncode == -signal.SIGKILL  # rows and snapshot line appended, uncommitted
     with open(out / "history" / "market_cap_history.jsonl", "ab") as handle:
         handle.write(b'{"ts":"2099-01-01T00:00:00Z","id":"torn')  # and a torn tail
     result = view(out, "--query", "SELECT count(*) AS n, count(DISTINCT ts) AS s FROM history")
     assert result.returncode == 0, result.stderr
-    assert result.stdout == f"n,s\n{small_api.served},1\n"
+    assert result.stdout == f"n,s\n{fake_small.served},1\n"
     assert view(out, "--query", "SELECT count(*) AS n FROM totals").stdout == "n\n1\n"
-    assert len(export(out).splitlines()) == small_api.served
+    assert len(export(out).splitlines()) == fake_small.served
 
 
 # --- 3. archives trusted only when verified ------------------------------------------------
@@ -324,8 +326,8 @@ def _flip(path: Path, at_fraction: float) -> None:
     path.write_bytes(bytes(data))
 
 
-def test_a_flipped_bit_in_a_day_file_is_refused_by_every_view(small_api, out):
-    _, day = two_days(S04, small_api, out)
+def test_a_flipped_bit_in_a_day_file_is_refused_by_every_view(fake_small, out):
+    _, day = two_days(S04, fake_small, out)
     _flip(archive_of(out, day), 0.5)
     export_result = view(out, "--export-history", "2000-01-01", "2999-01-01")
     assert export_result.returncode == 74 and export_result.stdout == ""
@@ -340,8 +342,8 @@ def test_a_flipped_bit_in_a_day_file_is_refused_by_every_view(small_api, out):
 
 
 @pytest.mark.parametrize("damage", ["deleted", "truncated", "replaced"])
-def test_a_missing_or_changed_day_file_gives_no_partial_answer(small_api, out, damage):
-    _, day = two_days(S04, small_api, out)
+def test_a_missing_or_changed_day_file_gives_no_partial_answer(fake_small, out, damage):
+    _, day = two_days(S04, fake_small, out)
     path = archive_of(out, day)
     if damage == "deleted":
         path.unlink()
@@ -358,12 +360,12 @@ def test_a_missing_or_changed_day_file_gives_no_partial_answer(small_api, out, d
     assert view(out, "--check-history").returncode == 65
 
 
-def test_a_stray_file_in_archive_is_reported_and_never_counted(small_api, out):
-    _, day = two_days(S04, small_api, out)
+def test_a_stray_file_in_archive_is_reported_and_never_counted(fake_small, out):
+    _, day = two_days(S04, fake_small, out)
     archive = out / "history" / "archive"
     shutil.copy(archive_of(out, day), archive / f"{day} (copy).parquet")
     (archive / "notes.txt").write_text("mine")
-    assert query(out, "SELECT count(*) FROM history")[1] == [(4 * small_api.served,)]
+    assert query(out, "SELECT count(*) FROM history")[1] == [(4 * fake_small.served,)]
     status = view(out, "--status")
     assert f"{day} (copy).parquet is not an archive file" in status.stdout
     check = view(out, "--check-history")
@@ -406,21 +408,23 @@ REFUSED = [
 
 
 @pytest.mark.parametrize("sql", REFUSED)
-def test_query_runs_one_select_or_nothing(small_api, out, sql):
-    small_api.advance(300)
-    assert collect(S04, small_api, out).returncode == 0
+def test_query_runs_one_select_or_nothing(fake_small, out, sql):
+    fake_small.advance(300)
+    assert collect(S04, fake_small, out).returncode == 0
     before = tree_digest(out)
-    small_api.reset_requests()
-    result = run_script(S04, "--base-url", small_api.url, "--out-dir", str(out), "--query", sql)
+    fake_small.reset_requests()
+    result = run(
+        S04, None, None, "--base-url", fake_small.url, "--out-dir", str(out), "--query", sql
+    )
     assert result.returncode == 2, (sql, result.stdout, result.stderr)
     assert result.stdout == "" and "query" in one_line(result)
-    assert small_api.count() == 0  # never a collection
+    assert fake_small.count() == 0  # never a collection
     assert tree_digest(out) == before
     assert not list(Path(ROOT).glob("x.csv")) and not (out / "x.csv").exists()
 
 
-def test_query_streams_to_a_reader_that_stops_early(small_api, out):
-    two_days(S04, small_api, out)
+def test_query_streams_to_a_reader_that_stops_early(fake_small, out):
+    two_days(S04, fake_small, out)
     piped = subprocess.run(
         f"{sys.executable} {ROOT / S04} --out-dir {out} --query 'SELECT * FROM history' | head -2",
         shell=True, capture_output=True, env=script_env(),
@@ -428,9 +432,9 @@ def test_query_streams_to_a_reader_that_stops_early(small_api, out):
     assert piped.returncode == 0 and piped.stderr == b"" and len(piped.stdout.splitlines()) == 2
 
 
-def test_an_empty_answer_says_so(small_api, out):
-    small_api.advance(300)
-    assert collect(S04, small_api, out).returncode == 0
+def test_an_empty_answer_says_so(fake_small, out):
+    fake_small.advance(300)
+    assert collect(S04, fake_small, out).returncode == 0
     empty = view(out, "--export-history", "2001-01-01", "2001-12-31")
     assert empty.returncode == 0 and empty.stdout == ""
     assert "no rows between 2001-01-01T00:00:00Z and 2001-12-31T23:59:59Z" in one_line(empty)
@@ -455,16 +459,16 @@ def test_export_history_arguments_are_checked(tmp_path, args):
 # --- 6. --status tells the truth about coverage --------------------------------------------
 
 
-def test_status_counts_every_empty_slot_of_the_last_day(small_api, out):
+def test_status_counts_every_empty_slot_of_the_last_day(fake_small, out):
     now = (time.time() // 1800 + 2) * 1800  # a slot boundary ahead of the test clock
     for step in range(16):  # every 30 min from 32.5 h to 25 h before now: before the window
         at(now - 32.5 * 3600 + step * 1800 + 5)
-        small_api.advance(300)
-        assert collect(S04, small_api, out).returncode == 0
+        fake_small.advance(300)
+        assert collect(S04, fake_small, out).returncode == 0
     for step in range(4):  # then the last 2 hours
         at(now - 2 * 3600 + step * 1800 + 5)
-        small_api.advance(300)
-        assert collect(S04, small_api, out).returncode == 0
+        fake_small.advance(300)
+        assert collect(S04, fake_small, out).returncode == 0
     at(now + 60)
     status = view(out, "--status", "--every", "30")
     assert status.returncode == 1
@@ -483,8 +487,8 @@ def test_status_counts_every_empty_slot_of_the_last_day(small_api, out):
     assert view(out, "--status", "--every", "30", "--min-coverage", "5").returncode == 0
 
 
-def test_the_unhealthy_line_is_one_short_line_with_the_worst_problem(small_api, out):
-    _, day = two_days(S04, small_api, out)
+def test_the_unhealthy_line_is_one_short_line_with_the_worst_problem(fake_small, out):
+    _, day = two_days(S04, fake_small, out)
     archive_of(out, day).unlink()
     (out / "latest_stats.json").write_text(
         json.dumps({"status": "failed", "exit_code": 69, "error": "x" * 500})
@@ -501,28 +505,28 @@ def test_the_unhealthy_line_is_one_short_line_with_the_worst_problem(small_api, 
 
 @pytest.mark.parametrize("encoding", ["br", "zstd"])
 def test_an_encoding_the_client_cannot_decode_is_unusable_data_after_one_request(
-    free_api, out, encoding
+    fake_free, out, encoding
 ):
-    free_api.add_fault("/tickers", "body", times=-1, body=b"\x8b\x00garbage",
+    fake_free.add_fault("/tickers", "body", times=-1, body=b"\x8b\x00garbage",
                        content_type="application/json")  # fmt: skip
     # The fake's body fault sends no Content-Encoding; patch one in through the raw writer.
-    original = free_api._write
+    original = fake_free._write
 
     def with_encoding(h, status, data, ctype, gz=False, extra=None, length=None):
         original(h, status, data, ctype, gz, {**(extra or {}), "Content-Encoding": encoding},
                  length)  # fmt: skip
 
-    free_api._write = with_encoding
+    fake_free._write = with_encoding
     try:
-        result = collect(S04, free_api, out)
+        result = collect(S04, fake_free, out)
     finally:
-        free_api._write = original
+        fake_free._write = original
     assert result.returncode == 65, result.stderr
-    assert encoding in one_line(result) and free_api.count("/tickers") == 1
+    assert encoding in one_line(result) and fake_free.count("/tickers") == 1
 
 
 def test_a_key_too_short_to_be_a_key_is_refused(tmp_path):
-    result = run_script(S04, "--out-dir", str(tmp_path), env={"COINPAPRIKA_API_KEY": "abc"})
+    result = run(S04, None, None, "--out-dir", str(tmp_path), env={"COINPAPRIKA_API_KEY": "abc"})
     assert result.returncode == 2 and "too short" in one_line(result)
     assert "abc" not in result.stderr
 
@@ -534,19 +538,19 @@ def test_the_quick_start_keeps_data_out_of_the_source_tree():
     assert ignored.returncode == 0
 
 
-def test_an_older_versions_manifest_is_read_and_upgraded(small_api, out):
-    written, day = two_days(S04, small_api, out)
+def test_an_older_versions_manifest_is_read_and_upgraded(fake_small, out):
+    written, day = two_days(S04, fake_small, out)
     manifest = manifest_path(out)
     old_keys = ("day", "file", "rows", "snapshots", "raw_rows", "bytes", "file_sha256",
                 "source_sha256", "source", "archived_at")  # fmt: skip
     entries = [{k: e[k] for k in old_keys} for e in read_jsonl(manifest)]
     manifest.write_text("".join(json.dumps(e) + "\n" for e in entries))
     assert export(out) == written
-    assert query(out, "SELECT count(*) FROM history")[1] == [(4 * small_api.served,)]
+    assert query(out, "SELECT count(*) FROM history")[1] == [(4 * fake_small.served,)]
     assert view(out, "--status").returncode == 0 and check_history(out, 30).ok
     at(parse_iso(f"{day}T00:00:00Z") + 2 * 86400 + 300)  # a run that archives the next day
-    small_api.advance(300)
-    assert collect(S04, small_api, out).returncode == 0
+    fake_small.advance(300)
+    assert collect(S04, fake_small, out).returncode == 0
     upgraded = read_jsonl(manifest)
     assert [e["day"] for e in upgraded][0] == day and all(e["tail_sha256"] for e in upgraded)
     assert export(out).startswith(written) and check_history(out, 30).ok

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import re
 
 import pytest
 
-from tests.conftest import ROOT, run_script
+from tests.conftest import ROOT, run, stats_of
 
 SCRIPTS = [
     "01_fetch_all_coins_list.py",
@@ -20,7 +19,7 @@ SCRIPTS = [
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_every_option_is_in_the_readme(script):
     readme = (ROOT / "README.md").read_text()
-    result = run_script(script, "--help")
+    result = run(script, None, None, "--help")
     assert result.returncode == 0
     options = set(re.findall(r"--[a-z][a-z-]+", result.stdout)) - {"--help"}
     assert options
@@ -39,7 +38,7 @@ def test_readme_gives_the_two_setup_commands():
     assert "uv run 02_fetch_all_market_caps.py" in readme and "uv run pytest" in readme
 
 
-def test_readme_cron_line_works_in_a_cron_like_environment(free_api, tmp_path):
+def test_readme_cron_line_works_in_a_cron_like_environment(fake_free, tmp_path):
     """The README's 04 cron line, run as cron would: env -i, cwd $HOME, bare PATH."""
     import shutil
     import subprocess
@@ -57,7 +56,7 @@ def test_readme_cron_line_works_in_a_cron_like_environment(free_api, tmp_path):
         .replace("/usr/local/bin/uv", uv)
         .replace("/srv/mcap/data", str(out))
         .replace(
-            "04_production_collector.py", f"04_production_collector.py --base-url {free_api.url}"
+            "04_production_collector.py", f"04_production_collector.py --base-url {fake_free.url}"
         )
     )
     home = tmp_path / "home"
@@ -71,6 +70,6 @@ def test_readme_cron_line_works_in_a_cron_like_environment(free_api, tmp_path):
     )
     assert result.returncode == 0, (command, result.stderr)
     assert (out / "cron.log").read_text() == ""  # --quiet: nothing on success
-    stats = json.loads((out / "latest_stats.json").read_bytes())
+    stats = stats_of(out)
     assert stats["status"] == "ok" and stats["coin_count"] == 2_000
-    assert free_api.count() == 2
+    assert fake_free.count() == 2
