@@ -270,7 +270,8 @@ def small_server() -> Iterator[FakeCoinPaprika]:
 def _reset(server: FakeCoinPaprika) -> FakeCoinPaprika:
     server.clear_faults()
     server.reset_limits()
-    server.set_ticker_count(len(server._pool))  # every ticker the fake generated
+    if len(server.tickers) != len(server._pool):
+        server.set_ticker_count(len(server._pool))  # every ticker the fake generated
     server.advance(300)  # every test starts from fresh data, unlike the previous test's
     server.reset_requests()
     return server

@@ -576,6 +576,7 @@ class FakeCoinPaprika:
             self.tickers = self._pool[:n]
             self.invalidate()
             self._recompute_global()
+        self.warm()
 
     @property
     def served(self) -> int:
@@ -605,6 +606,12 @@ class FakeCoinPaprika:
                     q["percent_from_price_ath"] = round((price / q["ath_price"] - 1) * 100, 2)
             self.invalidate()
             self._recompute_global()
+        self.warm()
+
+    def warm(self) -> None:
+        """Build the usual /tickers body (USD, plain and gzip) now, in the caller's thread: a
+        body built inside a request on a busy machine could outlast the client's timeout."""
+        self._cached((self.plan, ("USD",)), lambda: _dumps(self._rows(("USD",)))).gz()
 
     # ------------------------------------------------------------------ faults / observation
     @staticmethod
