@@ -511,8 +511,8 @@ def bench_append(coins: list[dict[str, Any]], tmp: Path, samples: int, report: R
     build_s = time.perf_counter() - build_start
     state = store.read_state()
     history_size = size(store.files.rows)
-    assert state["snapshot_count"] == APPEND_STORED, state["snapshot_count"]
-    assert state["history_size"] == history_size
+    assert state.snapshot_count == APPEND_STORED, state.snapshot_count
+    assert state.history_size == history_size
     os.sync()  # the build's dirty pages must not be flushed during the timed fsyncs
     log(f"  built in {build_s:.1f} s ({history_size / MB:.0f} MB); {samples} timed pairs …")
     # Interleaved so drift (writeback, cache state) hits both sides alike: each pair times

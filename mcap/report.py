@@ -36,6 +36,8 @@ def age_text(seconds: float) -> str:
 def print_summary(ctx: RunContext, snapshot: Snapshot) -> None:
     """Count vs expected, global cap, top 10, requests and budget, history changes."""
     stats, config = ctx.stats, ctx.config
+    if config.quiet:
+        return  # nothing would be printed: not even the top 10's sort is needed
     quote = "USD" if "USD" in config.quotes else config.quotes[0]
 
     def cap(coin: dict[str, Any]) -> Any:
