@@ -10,6 +10,7 @@ PROFILE = common.ScriptProfile(
     description=__doc__,
     min_interval_min=5,  # the free plan refreshes about every 5 minutes
     archives_history=True,
+    repairs_gaps=True,
     views=("plan",),
 )
 

@@ -1,5 +1,6 @@
 """The cron job: one run at a time, a whole-run deadline, monitoring files (latest_stats.json,
-history/gaps.jsonl), and read-only views: --status, --check-history, --export-history, --query."""
+history/gaps.jsonl), missed slots refilled from the historical endpoint while the plan still
+serves them, and read-only views: --status, --check-history, --export-history, --query."""
 
 import sys
 
@@ -10,6 +11,7 @@ PROFILE = common.ScriptProfile(
     description=__doc__,
     min_interval_min=5,
     archives_history=True,
+    repairs_gaps=True,
     records_gaps=True,
     views=("status", "check-history", "export-history", "query"),
 )

@@ -20,13 +20,17 @@ for _signum in (signal.SIGTERM, signal.SIGINT):  # first, before the slower impo
 from mcap.catalogue import fetch_catalogue
 from mcap.collect import collect_snapshot
 from mcap.context import Environment
+from mcap.fill import backfill_history
 from mcap.runner import run_main
-from mcap.settings import INTERACTIVE_DEADLINE_S, ScriptProfile
+from mcap.settings import BACKFILL_LOCK, BACKFILL_STATS_FILE, INTERACTIVE_DEADLINE_S, ScriptProfile
 
 __all__ = [
+    "BACKFILL_LOCK",
+    "BACKFILL_STATS_FILE",
     "INTERACTIVE_DEADLINE_S",
     "Environment",
     "ScriptProfile",
+    "backfill_history",
     "collect_snapshot",
     "fetch_catalogue",
     "run_main",

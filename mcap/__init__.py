@@ -1,16 +1,20 @@
 """The collector's package, one module per job, in layers: each imports only layers above it.
 
 redact, clock, jsonio, errors      leaf helpers
-settings, retry                    what a run is set to do
+settings, plans, retry, ratelimit  what a run is set to do, the plans' limits, the pace
 fsio, signals, logsetup            the process's files, signals and log
 ledger                             the request quota on disk
 body, client                       fetch: HTTP → a bounded body → strict JSON
 validate, formats, snapshot        check a payload, serialise it, the snapshot's rules
-history                            commit, repair, the reader, archive, gaps, check, views' SQL
+history                            commit, repair, the reader, archive, gaps, check, views' SQL;
+                                   the backfilled points beside the snapshots
 context, rejected, publish         a run's outcome and streams, refused payloads, the transaction
 report, status, views              what a person reads, the read-only views
-option_types, cli                  the command line
-collect, catalogue                 the pipelines of 02–04 and of 01
+option_types, historical_options,  the command line
+  cli
+backfill_tasks, backfill,          what to ask /tickers/{id}/historical, the engine that asks,
+  gap_repair                       the cron jobs' refill of missed slots
+collect, fill, catalogue           the pipelines of 02–04, of 05 and of 01
 runner                             the process: arguments, lock, exit code, stats
 """
 
@@ -20,7 +24,9 @@ LAYERS = (
     "jsonio",
     "errors",
     "settings",
+    "plans",
     "retry",
+    "ratelimit",
     "fsio",
     "signals",
     "logsetup",
@@ -36,14 +42,18 @@ LAYERS = (
     "history.repair",
     "history.locks",
     "history.summaries",
+    "history.points",
+    "history.points_reader",
     "history.reader",
     "history.columnar",
+    "history.points_archive",
     "history.legacy",
     "history.pieces",
     "history.cut",
     "history.archive",
     "history.store",
     "history.gaps",
+    "history.points_check",
     "history.check",
     "history.export",
     "history.query",
@@ -55,8 +65,13 @@ LAYERS = (
     "status",
     "views",
     "option_types",
+    "historical_options",
     "cli",
+    "backfill_tasks",
+    "backfill",
+    "gap_repair",
     "collect",
+    "fill",
     "catalogue",
     "runner",
 )

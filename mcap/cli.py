@@ -13,6 +13,7 @@ from typing import Any, NoReturn
 
 from .clock import time_bound
 from .context import Environment
+from .historical_options import add_historical_options, backfill_request
 from .option_types import (
     base_url_text,
     minutes,
@@ -73,6 +74,8 @@ def build_parser(profile: ScriptProfile, env: Environment) -> argparse.ArgumentP
     _add_common_options(parser, profile)
     if profile.takes_quotes:
         _add_collector_options(parser, profile)
+    if profile.backfills or profile.repairs_gaps:
+        add_historical_options(parser, profile)
     _add_view_options(parser, profile)
     return parser
 
@@ -175,6 +178,7 @@ def _add_collector_options(parser: argparse.ArgumentParser, profile: ScriptProfi
     )
 
 
+EXPORT_SOURCES = ("snapshot", "historical")
 # Views whose arguments are times, checked as they are parsed.
 VIEW_TYPES = frozenset({"export-history"})
 
@@ -193,6 +197,14 @@ def _add_view_options(parser: argparse.ArgumentParser, profile: ScriptProfile) -
             nargs=view.nargs,
             metavar=view.metavar,
             help=view.help,
+        )
+    if "export-history" in profile.views:
+        parser.add_argument(
+            "--source",
+            choices=EXPORT_SOURCES,
+            default=EXPORT_SOURCES[0],
+            help="--export-history's lines: snapshot (default, the /tickers rows) or "
+            "historical (backfilled points, by time then id)",
         )
     if "status" in profile.views:
         parser.add_argument(
@@ -273,6 +285,10 @@ def config_from_args(
         view=view,
         read_only=view is not None and not BY_NAME[view].logs,
         export_range=tuple(getattr(args, "export_history", None) or ()),
+        export_source=getattr(args, "source", EXPORT_SOURCES[0]),
         query=getattr(args, "query", None),
         min_coverage=getattr(args, "min_coverage", MIN_COVERAGE),
+        tier=getattr(args, "tier", None),
+        repair=profile.repairs_gaps and not getattr(args, "no_repair", False),
+        backfill=backfill_request(args) if profile.backfills else None,
     )

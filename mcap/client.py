@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,10 +24,12 @@ from .errors import (
     AuthOrPlanError,
     BodyTooLarge,
     DeadlineExceeded,
+    PlanWindowRefused,
     UsageError,
 )
 from .jsonio import loads_strict
 from .ledger import RequestLedger
+from .plans import parse_refusal
 from .redact import redact
 from .retry import RetryPolicy, TransientError, build_retrying, parse_retry_after
 from .settings import Config
@@ -40,6 +43,7 @@ BODY_CHUNK = 256 * 1024
 REJECTED_PREFIX_BYTES = 8 * 1024 * 1024
 # A 402 on these endpoints means "monthly quota used up" (docs/design.md, "API traps").
 QUOTA_ENDPOINTS = ("/tickers", "/global", "/coins")
+HISTORICAL = re.compile(r"/tickers/[^/]+/historical\Z")
 
 
 class Deadline:
@@ -102,13 +106,19 @@ class ApiClient:
         counter: RequestCounter | None = None,
         sleep: Callable[[float], None] = time.sleep,
         on_retry: Callable[[str], None] | None = None,
+        pace: Callable[[], None] | None = None,
+        keep: int = 0,
     ) -> None:
+        """`pace` replaces the client's own gap between attempts (a rate shared by threads);
+        `keep` calls of the monthly budget are left to others (see RequestLedger)."""
         self.config = config
         self.ledger = ledger
         self.deadline = deadline
         self.counter = counter or RequestCounter()
         self._sleep = sleep
         self._on_retry = on_retry
+        self._shared_pace = pace
+        self.keep = keep
         self.policy = RetryPolicy(attempts=config.max_attempts)
         self._last_attempt = 0.0
         self.session = _NoRedirectSession()
@@ -156,6 +166,9 @@ class ApiClient:
             self._on_retry(text)
 
     def _pace(self) -> None:
+        if self._shared_pace is not None:
+            self._shared_pace()
+            return
         gap = self.config.min_request_gap_s - (time.monotonic() - self._last_attempt)
         if gap > 0:
             self._sleep(gap)
@@ -166,7 +179,7 @@ class ApiClient:
         self._pace()
         self.deadline.check(f"about to GET {path}")
         if self.ledger is not None:
-            self.ledger.record_attempt(self.config.script, self.config.monthly_budget)
+            self.ledger.record_attempt(self.config.script, self.config.monthly_budget, self.keep)
         self.counter.attempts += 1
         remaining = self.deadline.remaining()
         timeout = (
@@ -256,8 +269,11 @@ class ApiClient:
             )
         if self.policy.retries_status(status):
             raise TransientError(message, parse_retry_after(response.headers.get("Retry-After")))
+        refusal = parse_refusal(error_text(body)) if status in (400, 402) else None
+        if refusal is not None:  # the plan's window, not the quota: never a block
+            raise PlanWindowRefused(message, refusal)
         if status == 402:
-            if path in QUOTA_ENDPOINTS and self.ledger is not None:
+            if (path in QUOTA_ENDPOINTS or HISTORICAL.match(path)) and self.ledger is not None:
                 until = self.ledger.mark_blocked(message)
                 raise AuthOrPlanError(
                     f"{message} (monthly quota used up or plan too small)",

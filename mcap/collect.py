@@ -12,11 +12,13 @@ import logging
 import re
 from pathlib import Path
 
+from .backfill_tasks import Coin
 from .client import ApiClient
 from .clock import now, parse_iso, utc_iso
 from .context import STATS_NAME, RunContext
 from .errors import CollectorError, ExitCode, Interrupted, LocalStateError, exit_code_for
 from .fsio import crash_point
+from .gap_repair import repair_gaps
 from .history import (
     HISTORY_DIR,
     TARGET_NAMES,
@@ -56,33 +58,37 @@ def collect_snapshot(ctx: RunContext) -> int:
     check_targets(config.out_dir, (*SNAPSHOT_FILES, *_history_targets()), (HISTORY_DIR,))
     store = HistoryStore(config.out_dir)
     try:
-        code = _collect(ctx, store)
+        code, snapshot = _collect(ctx, store)
     except Exception as exc:
         if config.profile.records_gaps and not ctx.committed and not isinstance(exc, Interrupted):
             _record_failed_run(ctx, store.files, exc)
         raise
     if config.profile.archives_history:
         ctx.best_effort("archiving closed days", lambda: archive_closed_days(ctx, store))
+    if snapshot is not None and config.profile.repairs_gaps and config.repair:
+        coins = [Coin(c["id"], c.get("rank") or 0) for c in snapshot.coins]
+        ctx.after_commit("repairing gaps", lambda: repair_gaps(ctx, coins))
     return code
 
 
-def _collect(ctx: RunContext, store: HistoryStore) -> int:
+def _collect(ctx: RunContext, store: HistoryStore) -> tuple[int, Snapshot | None]:
+    """The run's code, and the snapshot it committed (None: skipped)."""
     config = ctx.config
     head = open_history(ctx, store)
     files_current = snapshot_files_current(config.out_dir, head.last_snapshot_id)
     if files_current and (reason := too_soon(config.min_interval_s, head.last_ts, now())):
-        return ctx.skip(reason)
+        return ctx.skip(reason), None
     ledger = RequestLedger(config.out_dir)
     ledger.check_can_run(
         CALLS_PER_SNAPSHOT, config.max_attempts, config.monthly_budget, config.force
     )
     snapshot = fetch_snapshot(ctx, ledger, head)
     if files_current and (reason := unchanged(snapshot.diff)):
-        return ctx.skip(reason)
+        return ctx.skip(reason), None
     if snapshot.snapshot_id == head.last_snapshot_id:
-        return ctx.skip(f"a snapshot was already committed in second {snapshot.snapshot_id}")
+        return ctx.skip(f"a snapshot was already committed in second {snapshot.snapshot_id}"), None
     if not write_and_commit(ctx, store, snapshot, head.snapshot_count):
-        return ctx.skip(f"snapshot {snapshot.collected_at} was already in the history")
+        return ctx.skip(f"snapshot {snapshot.collected_at} was already in the history"), None
     if config.force:
         ctx.after_commit("clearing the quota block", ledger.clear_block)
     if config.profile.records_gaps and (previous := snapshot.diff.previous_ts):
@@ -93,7 +99,7 @@ def _collect(ctx: RunContext, store: HistoryStore) -> int:
             ),
         )
     ctx.after_commit("printing the summary", lambda: print_summary(ctx, snapshot))
-    return ExitCode.OK
+    return ExitCode.OK, snapshot
 
 
 def archive_closed_days(ctx: RunContext, store: HistoryStore) -> None:

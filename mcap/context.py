@@ -9,18 +9,99 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, BinaryIO, TextIO
 
 from .client import Deadline, RequestCounter
 from .clock import now, utc_iso
 from .errors import CollectorError, ExitCode, Interrupted
 from .redact import redact
-from .settings import Config
+from .settings import STATS_FILE, Config
 
 log = logging.getLogger(__name__)
 
-STATS_NAME = "latest_stats.json"
+STATS_NAME = STATS_FILE
+
+
+@dataclass(frozen=True)
+class BackfillFigures:
+    """05's request and outcome, as backfill_stats.json's `backfill` holds them."""
+
+    tier: str
+    interval: str
+    first: str
+    last: str
+    coins: int
+    calls_needed: int
+    reserve: int
+    calls: int = 0
+    points_added: int = 0
+    coins_filled: int = 0
+    coins_without_data: int = 0  # answered with no point in the range (their data starts later)
+    coins_unknown: int = 0  # 404: the API does not know the id
+    refused: tuple[str, ...] = ()  # the plan's refusals, one per interval class
+    unusable_answers: int = 0
+    calls_left: int = 0
+    budget_left: int | None = None
+    stopped: str | None = None
+
+    def with_outcome(self, outcome: Any, budget_left: int | None) -> BackfillFigures:
+        """The figures once the fill is over (`outcome`: backfill.Outcome)."""
+        stopped = outcome.stopped
+        return replace(
+            self, calls=outcome.calls, points_added=outcome.points,
+            coins_filled=len(outcome.filled),
+            coins_without_data=len(outcome.empty - outcome.filled),
+            coins_unknown=len(outcome.missing), refused=tuple(outcome.refused.values()),
+            unusable_answers=outcome.unusable, calls_left=outcome.left, budget_left=budget_left,
+            stopped=None if stopped is None else stopped.one_line(),
+        )  # fmt: skip
+
+    def summary(self) -> str:
+        lines = [
+            f"Backfilled {self.points_added:,} point(s) for {self.coins_filled:,} coin(s) in "
+            f"{self.calls:,} call(s)"
+            + ("" if self.budget_left is None else f"; {self.budget_left:,} calls of the "
+               f"month may still be spent, {self.reserve:,} stay for the snapshots"),
+        ]  # fmt: skip
+        if self.coins_without_data:
+            lines.append(f"  {self.coins_without_data:,} coin(s) have no data in the range "
+                         "(their data starts later): not a gap")  # fmt: skip
+        if self.coins_unknown:
+            lines.append(f"  {self.coins_unknown:,} coin id(s) unknown to the API (404)")
+        for text in self.refused:
+            lines.append(f"  refused by the plan: {text}")
+        if self.unusable_answers:
+            lines.append(f"  {self.unusable_answers:,} answer(s) were not usable data (logged)")
+        if self.calls_left:
+            lines.append(f"  {self.calls_left:,} call(s) left for the next run")
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class RepairFigures:
+    """03/04's gap repair in one run: the gaps looked at, by state, and what it cost."""
+
+    gaps: int = 0
+    repaired: int = 0
+    partly: int = 0
+    unrepairable: int = 0
+    calls: int = 0
+    points: int = 0
+
+    def count(self, status: str) -> RepairFigures:
+        """These figures with one more gap of `status`."""
+        changes = {"gaps": self.gaps + 1}
+        if status in ("repaired", "partly", "unrepairable"):
+            changes[status] = getattr(self, status) + 1
+        return replace(self, **changes)
+
+    def summary(self) -> str:
+        return (
+            f"Gap repair: {self.points:,} point(s) in {self.calls:,} call(s); of "
+            f"{self.gaps} gap(s) {self.repaired} repaired, {self.partly} partly (continued by "
+            f"the next runs), {self.unrepairable} unrepairable"
+        )
 
 
 @dataclass
@@ -59,6 +140,8 @@ class RunStats:
     archived_days: list[str] = field(default_factory=list)
     files: dict[str, int] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    backfill: BackfillFigures | None = None  # 05 only
+    repair: RepairFigures | None = None  # 03/04, when gaps were looked at
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -82,6 +82,15 @@ class AuthOrPlanError(CollectorError):
     """401/403, or a 402: the key, the plan or the monthly quota."""
 
 
+class PlanWindowRefused(AuthOrPlanError):
+    """The historical endpoint refused a time its plan does not reach ("… is not allowed in
+    this plan"): not a quota block; the window is narrowed instead."""
+
+    def __init__(self, message: str, refusal: object) -> None:
+        super().__init__(message, hint="ask for a shorter range, or a plan that reaches further")
+        self.refusal = refusal
+
+
 class QuotaBlocked(AuthOrPlanError):
     """The ledger says "blocked until" after a quota 402."""
 
@@ -123,6 +132,11 @@ class BudgetExceeded(Busy):
     """The monthly request budget cannot cover this run's worst case."""
 
 
+class BackfillPaused(Busy):
+    """A backfill stopped by its budget, --max-calls or the deadline, its progress kept: the
+    next run continues where it stopped."""
+
+
 class Interrupted(CollectorError):
     """SIGINT or SIGTERM; raised from the signal handler so cleanup code runs."""
 
@@ -154,6 +168,7 @@ HINTS: dict[type[CollectorError], str] = {
     HistoryCheckFailed: "see docs/operations.md, 'Repairing history'",
     LockBusy: "another run is still active; this run changed nothing",
     BudgetExceeded: "no request was made; raise --monthly-budget or wait for the reset",
+    BackfillPaused: "run it again to continue where it stopped",
 }
 
 

@@ -156,18 +156,22 @@ class RequestLedger:
                           allow_nan=False, sort_keys=False) + "\n"  # fmt: skip
         atomic_write_bytes(self.path, body.encode())
 
-    def record_attempt(self, script: str, budget: int | None) -> int:
+    def record_attempt(self, script: str, budget: int | None, keep: int = 0) -> int:
         """Count one HTTP attempt before it is sent; refuse it if the budget is spent.
 
+        `keep` calls of the budget stay for others (a backfill leaves the regular snapshots
+        the calls they need until the month ends).
+
         Raises:
-            BudgetExceeded: the month's count already reached the budget.
+            BudgetExceeded: the month's count reached the budget (less what is kept).
         """
         with locked(self.lock_path):
             now = clock.now()
             state = self.load(now)
-            if budget is not None and state.month_requests >= budget:
+            if budget is not None and state.month_requests >= budget - keep:
+                kept = f", {keep} of them kept for the regular snapshots" if keep else ""
                 raise BudgetExceeded(
-                    f"monthly budget of {budget} requests used up "
+                    f"monthly budget of {budget} requests used up{kept} "
                     f"({state.month_requests} made this month); "
                     f"resets {utc_iso(next_month_start(now))}"
                 )

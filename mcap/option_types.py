@@ -8,7 +8,8 @@ import argparse
 import urllib3
 
 from .clock import time_bound
-from .settings import ALLOWED_QUOTES, MAX_QUOTES
+from .plans import INTERVALS, TIERS
+from .settings import ALLOWED_QUOTES, MAX_QUOTES, MAX_RATE
 
 
 def parse_quotes(text: str) -> tuple[str, ...]:
@@ -91,3 +92,25 @@ def percent(text: str) -> float:
     if not 0 <= value <= 100:
         raise argparse.ArgumentTypeError(f"must be a percentage from 0 to 100: {text!r}")
     return float(value)
+
+
+def request_rate(text: str) -> float:
+    """--rate: requests a second, above 0 and at most the API's per-IP limit."""
+    rate = number(float, text)
+    if not 0 < rate <= MAX_RATE:
+        raise argparse.ArgumentTypeError(
+            f"must be above 0 and at most {MAX_RATE:g} (the API's limit per IP): {text!r}"
+        )
+    return float(rate)
+
+
+def interval_text(text: str) -> str:
+    if text not in INTERVALS:
+        raise argparse.ArgumentTypeError(f"must be one of {', '.join(INTERVALS)}: {text!r}")
+    return text
+
+
+def tier_text(text: str) -> str:
+    if text.lower() not in TIERS:
+        raise argparse.ArgumentTypeError(f"must be one of {', '.join(TIERS)}: {text!r}")
+    return text.lower()

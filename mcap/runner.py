@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 
 from .cli import parse_config
 from .clock import utc_iso
-from .context import STATS_NAME, Environment, RunContext
+from .context import Environment, RunContext
 from .errors import (
     ApiDataError,
     ApiUnavailable,
@@ -139,7 +139,8 @@ def failure_line(ctx: RunContext, exc: BaseException) -> tuple[int, str]:
     if not isinstance(exc, CollectorError):
         return code, redact(f"unexpected {type(exc).__name__}: {exc}")
     text = exc.one_line()
-    if not ctx.committed and not ctx.config.read_only and isinstance(exc, KEEPS_FILES):
+    keeps = not ctx.config.profile.backfills and isinstance(exc, KEEPS_FILES)
+    if not ctx.committed and not ctx.config.read_only and keeps:
         text += "; previous data files were left untouched"
     return code, redact(text)
 
@@ -219,13 +220,14 @@ def _add_disk_figures(ctx: RunContext) -> None:
 
 
 def _write_stats(ctx: RunContext, tell: bool) -> None:
+    name = ctx.config.profile.stats_name
     try:
         body = json.dumps(ctx.stats.to_dict(), indent=2, allow_nan=False) + "\n"
-        atomic_write_bytes(ctx.config.out_dir / STATS_NAME, body.encode())
+        atomic_write_bytes(ctx.config.out_dir / name, body.encode())
     except (CollectorError, OSError, ValueError) as exc:
-        log.error("cannot write %s: %s", STATS_NAME, exc)
+        log.error("cannot write %s: %s", name, exc)
         if tell:
             ctx.error_line(
-                f"{ctx.config.script}: warning: {STATS_NAME} not updated ({exc}); "
+                f"{ctx.config.script}: warning: {name} not updated ({exc}); "
                 "the next run rewrites it"
             )

@@ -38,6 +38,13 @@ MIN_REQUEST_GAP_S = 0.25  # ≤ 4 req/s, well under the API's 10 req/s per IP
 INTERACTIVE_DEADLINE_S = 100.0
 SCHEDULED_DEADLINE_S = 1200.0
 RUN_LOCK = ".collector.lock"
+BACKFILL_LOCK = ".backfill_run.lock"  # 05 runs beside the cron job, never blocking it
+STATS_FILE = "latest_stats.json"
+BACKFILL_STATS_FILE = "backfill_stats.json"
+BACKFILL_RATE = 5.0  # requests a second: half the API's per-IP limit
+MAX_RATE = 10.0
+REPAIR_RATE = 4.0  # gap repair's pace: room for a backfill running beside it
+REPAIR_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -54,7 +61,21 @@ class ScriptProfile:
     records_gaps: bool = False
     writes_stats: bool = True
     lock_name: str = RUN_LOCK
+    stats_name: str = STATS_FILE
     views: tuple[str, ...] = ()  # the read-only views it offers (views.VIEWS)
+    backfills: bool = False  # 05: the history's past from /tickers/{id}/historical
+    repairs_gaps: bool = False  # 03, 04: missed slots refilled after a commit
+
+
+@dataclass(frozen=True)
+class BackfillRequest:
+    """What 05 was asked to fill (docs/backfill.md)."""
+
+    interval: str = "1d"
+    days: float | None = None  # None: as far back as the plan's window for the interval
+    coins: str | None = None  # None: the latest snapshot's coins; top:N, ids, catalogue
+    max_calls: int | None = None
+    rate: float = BACKFILL_RATE
 
 
 @dataclass(frozen=True)
@@ -85,8 +106,12 @@ class Config:
     # A view that creates, locks, logs and writes nothing (all but 03 --plan).
     read_only: bool = False
     export_range: tuple[str, ...] = ()
+    export_source: str = "snapshot"  # --export-history's rows: snapshot or historical
     query: str | None = None
     min_coverage: float = MIN_COVERAGE
+    tier: str | None = None  # the plan's tier for the historical windows (--tier)
+    repair: bool = True  # 03/04: refill missed slots after a commit (--no-repair)
+    backfill: BackfillRequest | None = None  # 05 only
 
     @property
     def script(self) -> str:
@@ -95,6 +120,12 @@ class Config:
     @property
     def plan(self) -> str:
         return "paid" if self.api_key else "free"
+
+    @property
+    def plan_tier(self) -> str:
+        """The tier whose historical windows apply: --tier, else free without a key and the
+        smallest paid tier with one (a refusal narrows it further)."""
+        return self.tier or ("starter" if self.api_key else "free")
 
 
 class ApiKeyError(ValueError):

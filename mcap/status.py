@@ -8,7 +8,7 @@ they need a person; the last line names the worst and what to do (docs/operation
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from .clock import now, parse_iso, utc_iso
@@ -16,6 +16,7 @@ from .context import STATS_NAME, RunContext
 from .errors import ExitCode, LocalStateError
 from .history import Gap, HistoryStore, Picture, find_gaps, open_picture
 from .history.files import ts_of
+from .history.gaps import REPAIR_LOOK_BACK_S, latest_repairs
 from .history.summaries import SnapshotRecord
 from .jsonio import loads_object
 from .ledger import LedgerState, RequestLedger, empty_ledger
@@ -83,7 +84,8 @@ def show_status(ctx: RunContext) -> int:
     _status_of_last_run(ctx, stats, problems)
     with open_picture(out) as picture:
         _status_of_snapshots(ctx, picture.snapshots, at, problems)
-        _status_of_coverage(ctx, picture.snapshots, at, problems)
+        _status_of_coverage(ctx, picture, at, problems)
+        _status_of_repairs(ctx, picture, at)
         _status_of_archive(ctx, picture, at, problems)
     _status_of_budget(ctx, ledger, problems)
     history_bytes = HistoryStore(out).total_bytes()
@@ -167,26 +169,38 @@ def coverage(timestamps: list[str], at: float, every_min: int, window_s: float =
     slots = max(1, round((at - since) / step))
     points = [t for t in times if t < since][-1:] + [t for t in times if since <= t <= at]
     gaps = find_gaps([utc_iso(t) for t in [*points, at]], every_min) if points else []
-    missing = 0
-    for gap in gaps:
-        start = parse_iso(gap.start)
-        missing += sum(1 for k in range(1, gap.missing_slots + 1) if start + k * step >= since)
+    missing = sum(slots_inside(gap, since, step) for gap in gaps)
     return Coverage(since, slots, min(missing, slots), gaps)
 
 
+def slots_inside(gap: Gap, since: float, step: int) -> int:
+    """The gap's missed slots at or after `since`."""
+    start = parse_iso(gap.start)
+    return sum(1 for k in range(1, gap.missing_slots + 1) if start + k * step >= since)
+
+
 def _status_of_coverage(
-    ctx: RunContext, snapshots: tuple[SnapshotRecord, ...], at: float, problems: list[Problem]
+    ctx: RunContext, picture: Picture, at: float, problems: list[Problem]
 ) -> None:
-    """Missed slots of the last 24 h, by the same gap rule as gaps.jsonl and the checker."""
-    config = ctx.config
+    """Missed slots of the last 24 h, by the same gap rule as gaps.jsonl and the checker; a
+    gap that gap repair refilled counts as covered."""
+    config, snapshots, files = ctx.config, picture.snapshots, picture.files
     if not snapshots:
         return
     found = coverage([record.ts for record in snapshots], at, config.every_min)
     hours = (at - found.since) / 3600
     window = "24 h" if hours >= 23.99 else f"{hours:.1f} h (since the first snapshot)"
+    repairs = latest_repairs(files) if found.gaps else {}
+    refilled = sum(
+        slots_inside(gap, found.since, config.every_min * 60)
+        for gap in found.gaps
+        if repairs.get((gap.start, gap.end), {}).get("status") == "repaired"
+    )
+    found = replace(found, missing=found.missing - refilled)
     ctx.say(
-        f"Last {window}: {found.missing} of {found.slots} slots without a snapshot "
-        f"(cadence {config.every_min} min, coverage {found.percent:.1f} %); "
+        f"Last {window}: {found.missing + refilled} of {found.slots} slots without a snapshot"
+        + (f", {refilled} of them refilled from the historical endpoint" if refilled else "")
+        + f" (cadence {config.every_min} min, coverage {found.percent:.1f} %); "
         f"{len(found.gaps)} gap(s)"
     )
     for gap in found.gaps[-10:]:
@@ -202,6 +216,28 @@ def _status_of_coverage(
                 f"below --min-coverage {config.min_coverage:g} %",
             )
         )
+
+
+def _status_of_repairs(ctx: RunContext, picture: Picture, at: float) -> None:
+    """Backfilled points, and the recent gaps by repair state (gap repair's records)."""
+    points = picture.points
+    if points is not None and points.count:
+        ctx.say(
+            f"Backfilled: {points.count:,} point(s) ({len(points.head.pieces)} Parquet "
+            f"piece(s), {points.plain_count:,} plain)"
+        )
+    since = utc_iso(at - REPAIR_LOOK_BACK_S)
+    gaps = find_gaps([r.ts for r in picture.snapshots if r.ts >= since], ctx.config.every_min)
+    if not gaps:
+        return
+    latest = latest_repairs(picture.files)
+    states = [str(latest.get((g.start, g.end), {}).get("status", "open")) for g in gaps]
+    counts = {state: states.count(state) for state in ("repaired", "partly", "unrepairable")}
+    ctx.say(
+        f"Gaps of the last {REPAIR_LOOK_BACK_S // DAY_S} days: {len(gaps)}; repaired "
+        f"{counts['repaired']}, partly {counts['partly']}, unrepairable "
+        f"{counts['unrepairable']}, open {states.count('open')}"
+    )
 
 
 def _status_of_archive(

@@ -14,7 +14,14 @@ from dataclasses import dataclass
 
 from .context import RunContext
 from .errors import ExitCode, HistoryCheckFailed
-from .history import Picture, TimeRange, check_history, export_lines, open_picture
+from .history import (
+    Picture,
+    TimeRange,
+    check_history,
+    export_lines,
+    export_points,
+    open_picture,
+)
 from .history.query import run_query
 from .ledger import RequestLedger, log_budget_plan
 from .settings import API_REFRESH_MIN, CALLS_PER_SNAPSHOT
@@ -59,13 +66,22 @@ def show_history_check(ctx: RunContext) -> int:
         f"History: {report.rows:,} rows in {report.snapshots:,} snapshots "
         f"({', '.join(report.files) or 'no files'})"
     )
+    if report.points is not None:
+        points = report.points
+        ctx.say(
+            f"Backfilled: {points.points:,} points of {points.coins:,} coins "
+            f"({points.pieces} Parquet piece(s) + {points.plain:,} plain points)"
+        )
     for note in report.notes:
         ctx.say(f"Note: {note}")
     ctx.say(f"Gaps (cadence {ctx.config.every_min} min): {len(report.gaps)}")
     for gap in report.gaps[-20:]:
         ctx.say(f"  {gap.start} → {gap.end}: {gap.missing_slots} missed slot(s)")
     if report.ok:
-        ctx.say("Check: OK — every snapshot whole and present once")
+        ctx.say(
+            "Check: OK — every snapshot whole and present once"
+            + (", every backfilled point once" if report.points is not None else "")
+        )
         return ExitCode.OK
     for problem in report.problems:
         ctx.say(f"Problem: {problem}")
@@ -81,25 +97,31 @@ def export_history(ctx: RunContext) -> int:
     with open_picture(ctx.config.out_dir) as picture:
         written = 0
 
+        lines = export_points if ctx.config.export_source == "historical" else export_lines
+
         def write() -> None:
             nonlocal written
-            for chunk in export_lines(picture, span):
+            for chunk in lines(picture, span):
                 written += len(chunk)
                 env.write(chunk)
 
         code = _to_stdout(ctx, write)
         if not written:
             ctx.error_line(
-                f"{ctx.config.script}: no rows between {span.start} and {span.end}; "
-                + _history_extent(picture)
+                f"{ctx.config.script}: no {ctx.config.export_source} rows between "
+                f"{span.start} and {span.end}; " + _history_extent(picture)
             )
     return code
 
 
 def _history_extent(picture: Picture) -> str:
+    points = picture.points
+    backfilled = ""
+    if points is not None and points.count:
+        backfilled = f"; {points.count:,} backfilled point(s)"
     if not picture.snapshots:
-        return "the history is empty"
-    return f"history starts {picture.first_ts}, ends {picture.last_ts}"
+        return "no snapshot yet" + backfilled if backfilled else "the history is empty"
+    return f"history starts {picture.first_ts}, ends {picture.last_ts}{backfilled}"
 
 
 def query_history(ctx: RunContext) -> int:

@@ -68,22 +68,31 @@ def script_env(env: dict[str, str] | None = None) -> dict[str, str]:
     return full
 
 
-S01, S02, S03, S04 = (
+S01, S02, S03, S04, S05 = (
     "01_fetch_all_coins_list.py",
     "02_fetch_all_market_caps.py",
     "03_optimized_free_tier_collector.py",
     "04_production_collector.py",
+    "05_backfill_history.py",
 )
 COLLECTORS = (S02, S03, S04)
 
 
-def script_args(script: str, api: FakeCoinPaprika | None, out: Path | None, args: tuple) -> list:
-    """The fake's URL and quick retries, the out-dir, and (collectors) no --min-interval wait."""
+REPAIRS = (S03, S04)  # gap repair after a commit: off unless a test asks (repair=True)
+
+
+def script_args(
+    script: str, api: FakeCoinPaprika | None, out: Path | None, args: tuple, repair: bool = False
+) -> list:
+    """The fake's URL and quick retries, the out-dir, (collectors) no --min-interval wait, and
+    (03/04) no gap repair unless asked: a test counts the calls it expects."""
     argv: list[str] = []
     if api is not None:
         argv += ["--base-url", api.url, *FAST]
         if script in COLLECTORS:
             argv += ["--min-interval", "0"]
+        if script in REPAIRS and not repair:
+            argv += ["--no-repair"]
     if out is not None:
         argv += ["--out-dir", str(out)]
     return [*argv, *args]
@@ -99,6 +108,7 @@ def run(
     process: bool = False,
     cwd: Path | None = None,
     timeout: float = 120,
+    repair: bool = False,
 ) -> subprocess.CompletedProcess[str]:
     """Run one of the numbered scripts as a user would: (code, stdout, stderr).
 
@@ -106,7 +116,7 @@ def run(
     paid plan). In this process unless `process` — or a crash point — asks for a real one
     (kills, signals, memory, cron-like environments).
     """
-    argv = script_args(script, api, out, args)
+    argv = script_args(script, api, out, args, repair)
     full_env = {**(PAID_ENV if key else {}), **(env or {})}
     if process or "COLLECTOR_CRASH_AT" in full_env:
         return subprocess.run(
@@ -127,10 +137,11 @@ def spawn(
     *args: str,
     key: bool = False,
     env: dict[str, str] | None = None,
+    repair: bool = False,
 ) -> subprocess.Popen:
     """The same run as its own process, left running (to be killed or signalled)."""
     return subprocess.Popen(
-        [sys.executable, str(ROOT / script), *script_args(script, api, out, args)],
+        [sys.executable, str(ROOT / script), *script_args(script, api, out, args, repair)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -270,6 +281,9 @@ def small_server() -> Iterator[FakeCoinPaprika]:
 def _reset(server: FakeCoinPaprika) -> FakeCoinPaprika:
     server.clear_faults()
     server.reset_limits()
+    server.time_offset, server.rate_limited = 0.0, 0
+    server.tier = "free" if server.plan == "free" else "starter"
+    server.window_status = 402
     if len(server.tickers) != len(server._pool):
         server.set_ticker_count(len(server._pool))  # every ticker the fake generated
     server.advance(300)  # every test starts from fresh data, unlike the previous test's
@@ -311,6 +325,11 @@ DAY = 86400
 def at(epoch: float) -> None:
     """Put the scripts' clock at `epoch` (forwards only within a test)."""
     CLOCK.offset = epoch - time.time()
+
+
+def sync_historical(api: FakeCoinPaprika) -> None:
+    """The fake's /historical clock at the scripts' clock (plan windows, newest point)."""
+    api.time_offset = CLOCK.offset
 
 
 def next_midnight() -> float:

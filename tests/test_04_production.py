@@ -307,7 +307,7 @@ def test_soak_with_random_faults_and_kills(fake_free, out):
 
     def soak_args(*extra: str) -> list[str]:
         return ["--base-url", fake_free.url, "--out-dir", str(out), "--min-interval", "0",
-                *SOAK_RETRIES, *extra]  # fmt: skip
+                "--no-repair", *SOAK_RETRIES, *extra]  # fmt: skip
 
     def committed() -> int:
         # Through the commit point: snapshots.jsonl may end in an uncommitted tail after a

@@ -437,7 +437,8 @@ def test_an_empty_answer_says_so(fake_small, out):
     assert collect(S04, fake_small, out).returncode == 0
     empty = view(out, "--export-history", "2001-01-01", "2001-12-31")
     assert empty.returncode == 0 and empty.stdout == ""
-    assert "no rows between 2001-01-01T00:00:00Z and 2001-12-31T23:59:59Z" in one_line(empty)
+    expected = "no snapshot rows between 2001-01-01T00:00:00Z and 2001-12-31T23:59:59Z"
+    assert expected in one_line(empty)
     assert "history starts" in empty.stderr
     none = view(out, "--query", "SELECT * FROM history WHERE id = 'nope'")
     assert none.returncode == 0 and none.stdout.count("\n") == 1

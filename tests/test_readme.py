@@ -13,6 +13,7 @@ SCRIPTS = [
     "02_fetch_all_market_caps.py",
     "03_optimized_free_tier_collector.py",
     "04_production_collector.py",
+    "05_backfill_history.py",
 ]
 
 

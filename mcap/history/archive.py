@@ -29,11 +29,20 @@ from pathlib import Path
 
 from ..clock import utc_iso
 from ..errors import HistoryDamaged, WriteError
-from ..fsio import FILE_MODE, atomic_write_bytes, commit_temp, crash_point, discard_temp
+from ..fsio import (
+    FILE_MODE,
+    atomic_write_bytes,
+    commit_temp,
+    crash_point,
+    discard_temp,
+    ensure_subdir,
+    locked,
+)
 from ..signals import GUARD
 from . import columnar, cut
+from .columnar import STANDARD_NUMERIC
 from .cut import check_listed, cut_cost_s, drop_archived_head, drop_legacy, finish_legacy_compaction
-from .files import HistoryFiles
+from .files import SCHEMA_NAME, HistoryFiles
 from .legacy import spooled_days
 from .locks import switch_lock
 from .manifest import (
@@ -47,6 +56,7 @@ from .manifest import (
     tail_sha256,
 )
 from .pieces import Piece, pieces_of
+from .points import POINT_KEYS, PointsFiles
 from .state import HistoryHead, save_state
 
 log = logging.getLogger(__name__)
@@ -56,16 +66,25 @@ SECONDS_PER_ROW = 5e-6  # measured: stage + convert + verify ≈ 5 s per million
 
 
 def ensure_archive_dir(files: HistoryFiles) -> None:
-    """archive/ with an empty manifest and a zero-row `schema.parquet`, so the DuckDB recipe
-    of docs/queries.md works from the first run."""
+    """archive/ with an empty manifest and a zero-row `schema.parquet`, and backfill/ with an
+    empty points.jsonl and its own `archive/schema.parquet`, so the DuckDB recipe of
+    docs/queries.md works from the first run."""
     files.archive_dir.mkdir(exist_ok=True)
-    if not files.schema.exists():
-        tmp = files.archive_dir / f".{files.schema.name}.tmp"
-        with columnar.connect(files.dir) as con:
-            columnar.write_empty(con, tmp)
-        commit_temp(tmp, files.schema)
+    points = PointsFiles(files.dir.parent)
+    ensure_subdir(points.dir)
+    ensure_subdir(points.archive_dir)
+    schemas = [(files.schema, STANDARD_NUMERIC), (points.piece(SCHEMA_NAME), POINT_KEYS)]
+    for schema, numeric in schemas:
+        if not schema.exists():
+            tmp = schema.with_name(f".{schema.name}.tmp")
+            with columnar.connect(files.dir) as con:
+                columnar.write_empty(con, tmp, numeric)
+            commit_temp(tmp, schema)
     if not files.manifest.exists():
         atomic_write_bytes(files.manifest, b"")
+    if not points.points.exists():
+        with locked(points.lock):
+            points.points.touch(mode=FILE_MODE)
 
 
 class Archiver:

@@ -16,6 +16,7 @@ from ..errors import HistoryDamaged
 from ..jsonio import loads_strict
 from .files import HISTORY_NAME, SNAPSHOTS_NAME, ts_of
 from .gaps import Gap, find_gaps
+from .points_check import PointsCheck, check_points
 from .reader import Picture, open_picture
 
 MAX_PROBLEMS = 50
@@ -31,6 +32,7 @@ class CheckReport:
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     gaps: list[Gap] = field(default_factory=list)
+    points: PointsCheck | None = None  # the backfilled points, when there are any
 
     @property
     def ok(self) -> bool:
@@ -48,6 +50,10 @@ def check_history(out_dir: Path, every_min: int) -> CheckReport:
     report = CheckReport()
     with open_picture(out_dir) as picture:
         _check(picture, report)
+        if picture.points is not None and picture.points.head.ranges:
+            report.points = check_points(picture.points, picture.fd_path)
+            for problem in report.points.problems:
+                report.problem(problem)
         report.gaps = find_gaps([record.ts for record in picture.snapshots], every_min)
     return report
 

@@ -111,6 +111,14 @@ def connect(
         shutil.rmtree(spill, ignore_errors=True)
 
 
+def cursor(con: Any) -> Any:
+    """Another cursor of `con` (its own result stream) with the line macros (temporary
+    macros are per cursor)."""
+    cur = con.cursor()
+    cur.execute(_MACROS)
+    return cur
+
+
 # --- staging: the piece's lines, counted and hashed, each with its position -----------------
 
 
@@ -306,7 +314,9 @@ def layouts_of(con: Any, path: str) -> list[str]:
     return sorted(row[0] for row in rows)
 
 
-def read_lines(con: Any, path: str, span: tuple[str, str] | None = None) -> Iterator[bytes]:
+def read_lines(
+    con: Any, path: str, span: tuple[str, str] | None = None, batch: int = FETCH_BATCH
+) -> Iterator[bytes]:
     """The piece's lines (those with `ts` in `span`, inclusive), byte for byte as they were
     in the plain history, in order, in chunks."""
     line = line_sql(layouts_of(con, path))
@@ -320,16 +330,16 @@ def read_lines(con: Any, path: str, span: tuple[str, str] | None = None) -> Iter
         f"SELECT {line} || chr(10) FROM read_parquet({sql_text(path)}) {where}"
         "ORDER BY ts, ordd + coalesce(rank, 0)"
     )
-    while batch := cursor.fetchmany(FETCH_BATCH):
-        yield "".join(row[0] for row in batch).encode("utf-8", "surrogateescape")
+    while rows := cursor.fetchmany(batch):
+        yield "".join(row[0] for row in rows).encode("utf-8", "surrogateescape")
 
 
-def write_empty(con: Any, target: Path) -> None:
+def write_empty(con: Any, target: Path, numeric: Iterable[str] = STANDARD_NUMERIC) -> None:
     """A zero-row file with the standard columns, for a DuckDB glob over archive/."""
     columns = ", ".join(
         ["CAST(NULL AS TIMESTAMP) AS ts", "CAST(NULL AS VARCHAR) AS id",
          "CAST(NULL AS INTEGER) AS rank"]
-        + [f"CAST(NULL AS DOUBLE) AS {name}" for name in STANDARD_NUMERIC]
+        + [f"CAST(NULL AS DOUBLE) AS {name}" for name in numeric]
         + ["CAST(NULL AS VARCHAR) AS layout", "CAST(NULL AS VARCHAR) AS raw",
            "CAST(NULL AS INTEGER) AS ordd"]
     )  # fmt: skip

@@ -16,7 +16,10 @@ from ..clock import time_bound
 from ..errors import ArchiveDamaged
 from . import columnar
 from .files import ts_of
+from .points_reader import merged_lines, split_lines
 from .reader import Picture
+
+POINT_BATCH = 2_000  # rows a piece's cursor holds while the pieces are merged
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,36 @@ def export_lines(picture: Picture, span: TimeRange) -> Iterator[bytes]:
     for _, handle in picture.legacy:
         yield from _in_span(picture.legacy_lines(handle), span)
     yield from _in_span(picture.plain_lines(), span)
+
+
+def export_points(picture: Picture, span: TimeRange) -> Iterator[bytes]:
+    """Backfilled points with `ts` in the range as their JSONL lines, by (ts, id).
+
+    Raises:
+        ArchiveDamaged: as export_lines.
+    """
+    picture.require_trustworthy()
+    points = picture.points
+    if points is None or not points.count:
+        return
+    pieces = [p for p in points.head.pieces if span.overlaps(p.first_ts, p.last_ts)]
+    for piece in pieces:
+        problem = points.piece_problem(piece, full=True)
+        if problem:
+            raise ArchiveDamaged(f"the history cannot be read truthfully: {problem}")
+    plain = sorted(_in_span(points.plain_lines(), span))
+    with columnar.connect(None) as con:
+        streams = [iter(plain)]
+        for piece in pieces:
+            whole = span.within(piece.first_ts, piece.last_ts)
+            lines = columnar.read_lines(
+                columnar.cursor(con), picture.fd_path(points.pieces[piece.file]),
+                None if whole else (span.start, span.end), batch=POINT_BATCH,
+            )  # fmt: skip
+            name = f"backfill/archive/{piece.file}"
+            checked = _checked(lines, piece.source_sha256 if whole else None, name)
+            streams.append(split_lines(checked))
+        yield from merged_lines(streams)
 
 
 def _checked(chunks: Iterator[bytes], sha256: str | None, name: str) -> Iterator[bytes]:

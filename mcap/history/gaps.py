@@ -13,6 +13,9 @@ from .files import HistoryFiles
 
 # Two snapshots further apart than this many cadences have missed slots between them.
 GAP_FACTOR = 1.5
+# Gap repair looks at the gaps of this many days (no plan serves sub-daily points beyond a
+# year, and few beyond 30 days); --status reports them.
+REPAIR_LOOK_BACK_S = 35 * 86_400
 
 
 @dataclass(frozen=True)
@@ -85,3 +88,12 @@ def record_missed_slots(files: HistoryFiles, previous: str, current: str, every_
 def record_failed_run(files: HistoryFiles, at: str, exit_code: int, error: str) -> None:
     """A failed run is listed so that a missing slot has a reason."""
     record_gap(files, {"type": "failed_run", "at": at, "exit_code": exit_code, "error": error})
+
+
+def latest_repairs(files: HistoryFiles) -> dict[tuple[str, str], dict[str, Any]]:
+    """(from, to) of a gap → its latest `repair` record (gap repair, gap_repair.py)."""
+    latest: dict[tuple[str, str], dict[str, Any]] = {}
+    for record in recent_gap_records(files, limit=5000):
+        if record.get("type") == "repair":
+            latest[(str(record.get("from")), str(record.get("to")))] = record
+    return latest

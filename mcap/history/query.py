@@ -115,17 +115,52 @@ def _history_sql(picture: Picture, numeric: list[str]) -> tuple[str, str | None]
     plain = " UNION ALL ".join(rows) if rows else None
     if plain:
         parts.append(plain)
-    if not parts:
-        empty = ", ".join(
-            ["CAST(NULL AS TIMESTAMP) AS ts", "CAST(NULL AS VARCHAR) AS id",
-             "CAST(NULL AS INTEGER) AS rank"]
-            + [f"CAST(NULL AS DOUBLE) AS {quoted(n)}" for n in numeric]
-        )  # fmt: skip
-        parts.append(f"SELECT {empty} WHERE false")
-    return " UNION ALL BY NAME ".join(f"({part})" for part in parts), plain
+    empty = ", ".join(
+        ["CAST(NULL AS TIMESTAMP) AS ts", "CAST(NULL AS VARCHAR) AS id",
+         "CAST(NULL AS INTEGER) AS rank"]
+        + [f"CAST(NULL AS DOUBLE) AS {quoted(n)}" for n in numeric]
+    )  # fmt: skip
+    parts.append(f"SELECT {empty} WHERE false")  # the columns, whatever else is there
+    snapshots = " UNION ALL BY NAME ".join(f"({part})" for part in parts)
+    history = f"SELECT *, 'snapshot' AS source FROM ({snapshots})"
+    points = _points_sql(picture)
+    if points:
+        history += f" UNION ALL BY NAME SELECT *, 'historical' AS source FROM ({points})"
+    return history, plain
 
 
-def _totals_sql(picture: Picture) -> str:
+POINT_COLUMNS = ("price_usd", "market_cap_usd", "volume_24h_usd")
+
+
+def _points_sql(picture: Picture) -> str | None:
+    """The backfilled points: listed pieces, then the committed plain points."""
+    points = picture.points
+    if points is None or not points.count:
+        return None
+    parts = []
+    numeric = ", ".join(POINT_COLUMNS)
+    if points.pieces:
+        listed = ", ".join(sql_text(picture.fd_path(h)) for h in points.pieces.values())
+        parts.append(f"SELECT ts, id, {numeric} FROM read_parquet([{listed}])")
+    if points.plain_count:
+        parts.append(_plain_points_sql(picture))
+    return " UNION ALL ".join(f"({part})" for part in parts)
+
+
+def _plain_points_sql(picture: Picture) -> str:
+    assert picture.points is not None
+    path = sql_text(picture.fd_path(picture.points.plain_copy()))
+    columns = ", ".join(
+        ["ts: 'VARCHAR'", "id: 'VARCHAR'"] + [f"{c}: 'DOUBLE'" for c in POINT_COLUMNS]
+    )
+    return (
+        f"SELECT strptime(ts, {_TS}) AS ts, id, {', '.join(POINT_COLUMNS)} FROM read_json("
+        f"{path}, format = 'newline_delimited', columns = {{{columns}}}, ignore_errors = true) "
+        "WHERE ts IS NOT NULL"
+    )
+
+
+def _snapshot_totals_sql(picture: Picture) -> str:
     if picture.snapshots_file is None or not picture.last_ts:
         return (
             "SELECT CAST(NULL AS TIMESTAMP) AS ts, CAST(NULL AS DOUBLE) AS market_cap_usd, "
@@ -139,6 +174,21 @@ def _totals_sql(picture: Picture) -> str:
         "market_cap_usd: 'DOUBLE', coins_market_cap_usd: 'DOUBLE', coin_count: 'INTEGER'}, "
         f"ignore_errors = true) WHERE ts IS NOT NULL AND ts <= {sql_text(picture.last_ts)}"
     )
+
+
+def _totals_sql(picture: Picture) -> str:
+    """One row per snapshot (the API's global market cap, source 'snapshot'); then one per
+    backfilled time, derived: the sum over the coins backfilled at that time, with no global
+    market cap (the API keeps no /global history), source 'historical'."""
+    totals = f"SELECT *, 'snapshot' AS source FROM ({_snapshot_totals_sql(picture)})"
+    points = _points_sql(picture)
+    if points:
+        totals += (
+            " UNION ALL SELECT ts, CAST(NULL AS DOUBLE) AS market_cap_usd, "
+            "sum(market_cap_usd) AS coins_market_cap_usd, CAST(count(*) AS INTEGER) AS "
+            f"coin_count, 'historical' AS source FROM ({points}) GROUP BY ts"
+        )
+    return totals
 
 
 def _check_rows(con: Any, picture: Picture, plain: str | None) -> None:
@@ -156,11 +206,25 @@ def _check_rows(con: Any, picture: Picture, plain: str | None) -> None:
             f"the history cannot be read truthfully: snapshot {odd[0]} has "
             f"{found.get(odd[0], 0)} readable rows, snapshots.jsonl lists {wanted.get(odd[0], 0)}"
         )
-    (totals,) = con.execute(f"SELECT count(*) FROM ({_totals_sql(picture)})").fetchone()
+    _check_points(con, picture)
+    (totals,) = con.execute(f"SELECT count(*) FROM ({_snapshot_totals_sql(picture)})").fetchone()
     if totals != len(picture.snapshots):
         raise ArchiveDamaged(
             f"the history cannot be read truthfully: snapshots.jsonl has {totals} readable "
             f"committed lines, {len(picture.snapshots)} expected"
+        )
+
+
+def _check_points(con: Any, picture: Picture) -> None:
+    """The plain points DuckDB reads are exactly the committed ones."""
+    points = picture.points
+    if points is None or not points.plain_count:
+        return
+    (found,) = con.execute(f"SELECT count(*) FROM ({_plain_points_sql(picture)})").fetchone()
+    if found != points.plain_count:
+        raise ArchiveDamaged(
+            f"the history cannot be read truthfully: history/backfill/points.jsonl has {found} "
+            f"readable committed points, its state lists {points.plain_count}"
         )
 
 
@@ -216,6 +280,8 @@ def _lock_down(con: Any, picture: Picture) -> None:
     """From here on DuckDB reads the picture's files only and changes no setting."""
     handles = [picture.plain, picture.snapshots_file, *picture.archives.values()]
     handles += [handle for _, handle in picture.legacy]
+    if picture.points is not None:
+        handles += list(picture.points.handles().values())
     paths = ", ".join(sql_text(picture.fd_path(h)) for h in handles if h is not None)
     con.execute(f"SET allowed_paths = [{paths}]")
     con.execute("SET enable_external_access = false")
@@ -230,30 +296,47 @@ def user_recipe_sql(quotes: tuple[str, ...] = ("USD",)) -> str:
     """
     numeric = [f"{field}_{code.lower()}" for code in quotes for field in HISTORY_QUOTE_FIELDS]
     numeric.append("circulating_supply")
-    columns = ",\n                ".join(
+    columns = ",\n                    ".join(
         ["ts: 'VARCHAR', id: 'VARCHAR', rank: 'VARCHAR'"]
         + [f"{name}: 'DOUBLE'" for name in numeric]
     )
+    points = ", ".join(POINT_COLUMNS)
     return f"""SET VARIABLE archived = (
     SELECT {{'files': coalesce(list('history/archive/' || file ORDER BY file), []),
             'through': coalesce(max(coalesce(last_ts, day || 'T23:59:59Z')), '')}}
     FROM read_json('history/archive/manifest.jsonl', format = 'newline_delimited',
          columns = {{day: 'VARCHAR', file: 'VARCHAR', last_ts: 'VARCHAR'}}));
 
+CREATE OR REPLACE VIEW backfilled AS
+SELECT ts, id, {points}
+FROM read_parquet('history/backfill/archive/*.parquet', union_by_name = true)
+UNION ALL
+SELECT strptime(ts, '%Y-%m-%dT%H:%M:%SZ') AS ts, id, {points}
+FROM read_json('history/backfill/points.jsonl', format = 'newline_delimited',
+     columns = {{ts: 'VARCHAR', id: 'VARCHAR', price_usd: 'DOUBLE',
+                market_cap_usd: 'DOUBLE', volume_24h_usd: 'DOUBLE'}}, ignore_errors = true);
+
 CREATE OR REPLACE VIEW history AS
-SELECT * EXCLUDE (layout, raw, ordd)
-FROM read_parquet(['history/archive/schema.parquet'] || getvariable('archived').files,
-                  union_by_name = true)
+SELECT *, 'snapshot' AS source FROM (
+    SELECT * EXCLUDE (layout, raw, ordd)
+    FROM read_parquet(['history/archive/schema.parquet'] || getvariable('archived').files,
+                      union_by_name = true)
+    UNION ALL BY NAME
+    SELECT strptime(ts, '%Y-%m-%dT%H:%M:%SZ') AS ts, id, TRY_CAST(rank AS INTEGER) AS rank,
+           {", ".join(numeric)}
+    FROM read_json('history/market_cap_history.jsonl', format = 'newline_delimited',
+         columns = {{{columns}}}, ignore_errors = true)
+    WHERE ts > getvariable('archived').through)
 UNION ALL BY NAME
-SELECT strptime(ts, '%Y-%m-%dT%H:%M:%SZ') AS ts, id, TRY_CAST(rank AS INTEGER) AS rank,
-       {", ".join(numeric)}
-FROM read_json('history/market_cap_history.jsonl', format = 'newline_delimited',
-     columns = {{{columns}}}, ignore_errors = true)
-WHERE ts > getvariable('archived').through;
+SELECT *, 'historical' AS source FROM backfilled;
 
 CREATE OR REPLACE VIEW totals AS
-SELECT strptime(ts, '%Y-%m-%dT%H:%M:%SZ') AS ts, market_cap_usd, coins_market_cap_usd, coin_count
+SELECT strptime(ts, '%Y-%m-%dT%H:%M:%SZ') AS ts, market_cap_usd, coins_market_cap_usd,
+       coin_count, 'snapshot' AS source
 FROM read_json('history/snapshots.jsonl', format = 'newline_delimited',
      columns = {{ts: 'VARCHAR', market_cap_usd: 'DOUBLE', coins_market_cap_usd: 'DOUBLE',
                 coin_count: 'INTEGER'}}, ignore_errors = true)
-WHERE ts IS NOT NULL;"""
+WHERE ts IS NOT NULL
+UNION ALL
+SELECT ts, NULL, sum(market_cap_usd), CAST(count(*) AS INTEGER), 'historical'
+FROM backfilled GROUP BY ts;"""

@@ -40,6 +40,8 @@ from .files import (
 )
 from .locks import lock_dir
 from .manifest import PIECE_NAME, ArchiveEntry, Manifest, file_sha256, read_manifest, tail_sha256
+from .points import PointsFiles
+from .points_reader import PointsPicture, open_points
 from .repair import rebuild_state
 from .state import HistoryHead, load_state, settled
 from .summaries import SnapshotRecord, committed_snapshots
@@ -66,6 +68,7 @@ class Picture:
     strays: list[str] = field(default_factory=list)  # unknown files in archive/
     unlisted: list[str] = field(default_factory=list)  # piece files the manifest does not list
     lock_fd: int | None = None  # the shared lock, held until close()
+    points: PointsPicture | None = None  # the backfilled points (history/backfill/)
 
     def __enter__(self) -> Picture:
         return self
@@ -80,6 +83,8 @@ class Picture:
             if handle is not None:
                 handle.close()
         self.archives, self.legacy, self.plain, self.snapshots_file = {}, [], None, None
+        if self.points is not None:
+            self.points.close()
         if self.lock_fd is not None:
             os.close(self.lock_fd)
             self.lock_fd = None
@@ -117,6 +122,8 @@ class Picture:
         named = {f"archive/{name}": handle for name, handle in self.archives.items()}
         named |= {path.name: handle for path, handle in self.legacy}
         named |= {self.files.rows.name: self.plain, self.files.snapshots.name: self.snapshots_file}
+        if self.points is not None:
+            named |= self.points.handles()
         paths = {self.fd_path(h): f"history/{name}" for name, h in named.items() if h is not None}
         return dict(sorted(paths.items(), key=lambda item: -len(item[0])))  # fd/12 before fd/1
 
@@ -205,6 +212,8 @@ class Picture:
             problem = self.file_problem(entry, full)
             if problem:
                 found.append(problem)
+        if self.points is not None:
+            found += self.points.problems(full)
         return found
 
     def require_trustworthy(self, full: bool = False) -> None:
@@ -274,6 +283,7 @@ def _fill(picture: Picture) -> None:
                 picture.legacy.append((files.dir / name, handle))
     picture.legacy.sort(key=lambda item: legacy_month(item[0]))
     _sort_archive_dir(picture)
+    picture.points = open_points(PointsFiles(files.dir.parent))
 
 
 def _has_rows(files: HistoryFiles) -> bool:

@@ -1,0 +1,182 @@
+"""Backfilled points move from points.jsonl into verified Parquet pieces, exactly once.
+
+The same proof as the snapshot archive (columnar.py): the plain points are sorted by
+(ts, id), staged, converted, and printed back byte for byte; then, in one switch under the
+readers' lock, the file is moved into place, listed in the state (the pieces list *is* the
+state: one atomic replace) and the points it holds cut from points.jsonl, so the plain file
+never holds an archived point once a switch is over. A run killed inside the switch leaves
+the state saying what was cut (`archived_bytes`); the next one finishes the cut, once those
+bytes are proven to be what a listed, unchanged piece was made from. The store's lock is held
+throughout, so no backfill commits meanwhile.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+from pathlib import Path
+
+from ..clock import utc_iso
+from ..errors import HistoryDamaged, WriteError
+from ..fsio import FILE_MODE, commit_temp, crash_point, discard_temp, ensure_subdir, locked
+from . import columnar
+from .files import lines_with_offsets
+from .locks import switch_lock
+from .manifest import file_sha256, tail_sha256
+from .points import Piece, PointsFiles, PointsHead, load_head, repair_head, save_head
+
+log = logging.getLogger(__name__)
+
+PIECE_ROWS = 250_000  # sorted in memory (about 50 MB a piece) before DuckDB converts it
+MEMORY_LIMIT = "150MB"
+SWITCH_WAIT_S = 5.0
+
+
+def compact_points(files: PointsFiles, min_rows: int, budget_s: float) -> PointsHead:
+    """Archive plain points (when at least `min_rows` wait) within `budget_s`; the head.
+
+    Hold nothing: this takes the store's lock itself.
+    """
+    started = time.monotonic()
+    with locked(files.lock):
+        head = repair_head(files, load_head(files))
+        if head.archived_bytes:  # a switch was killed before its cut: finish it first
+            head = _drop_head(files, head)
+            if head.archived_bytes:
+                return head  # readers hold the lock; the next run cuts it
+        while time.monotonic() - started < budget_s:
+            plain = head.points - sum(piece.rows for piece in head.pieces)
+            if plain < max(1, min_rows):
+                break
+            moved = _archive_piece(files, head)
+            if moved is None:
+                break
+            head = moved
+    return head
+
+
+def _archive_piece(files: PointsFiles, head: PointsHead) -> PointsHead | None:
+    """One piece of the plain points, proven, and in one switch under the readers' lock:
+    moved into place, listed, and cut from points.jsonl. None when readers hold the lock."""
+    ensure_subdir(files.archive_dir)
+    lines, end = [], head.archived_bytes
+    for offset, line in lines_with_offsets(
+        files.points, limit=head.points_size, start=head.archived_bytes
+    ):
+        lines.append(line)
+        end = offset
+        if len(lines) >= PIECE_ROWS:
+            break
+    lines.sort()  # by ts, then id: positions within a time are then unique and stable
+    for before, after in zip(lines, lines[1:], strict=False):
+        if before[:60] == after[:60] and _key(before) == _key(after):
+            raise HistoryDamaged(f"backfilled point {_key(before)} is stored twice; not archived")
+    name = f"{len(head.pieces) + 1:06d}.parquet"
+    tmp, staging = files.archive_dir / f".{name}.tmp", files.dir / f".{name}.stage.tmp"
+    rest = files.points.with_name(f".{files.points.name}.cut.tmp")
+    try:
+        staged = columnar.stage_lines(iter(lines), staging)
+        del lines
+        _convert(files, staging, staged, tmp)
+        os.chmod(tmp, FILE_MODE)
+        size = tmp.stat().st_size
+        with open(tmp, "rb") as handle:
+            digest, tail = file_sha256(handle), tail_sha256(handle, size)
+        piece = Piece(
+            name, staged.rows, staged.first_ts, staged.last_ts, size, digest, tail,
+            staged.sha256, end - head.archived_bytes, utc_iso(),
+        )  # fmt: skip
+        _copy_rest(files, end, head.points_size, rest)
+        with switch_lock(_history(files), SWITCH_WAIT_S) as held:
+            if not held:
+                log.info("backfill: readers hold the history; %s waits", name)
+                return None
+            commit_temp(tmp, files.piece(name))
+            listed = head.replace(pieces=(*head.pieces, piece), archived_bytes=end, cutting=end)
+            save_head(files, listed)  # the commit point: listed; the cut below may be redone
+            crash_point("backfill.mid_switch")
+            commit_temp(rest, files.points)
+            head = listed.replace(points_size=head.points_size - end, archived_bytes=0, cutting=0)
+            save_head(files, head)
+    finally:
+        for path in (tmp, rest):
+            discard_temp(path if path.exists() else None)
+        staging.unlink(missing_ok=True)
+    log.info("backfill: %d points → archive/%s (%d bytes)", piece.rows, name, piece.bytes)
+    return head
+
+
+def _copy_rest(files: PointsFiles, start: int, end: int, rest: Path) -> None:
+    """points.jsonl's committed bytes [start, end), durably, into `rest`."""
+    with open(files.points, "rb") as src, open(rest, "wb") as dst:
+        src.seek(start)
+        remaining = end - start
+        while remaining > 0 and (block := src.read(min(remaining, 1 << 20))):
+            dst.write(block)
+            remaining -= len(block)
+        dst.flush()
+        os.fsync(dst.fileno())
+    os.chmod(rest, FILE_MODE)
+
+
+def _key(line: bytes) -> bytes:
+    return line[: line.index(b',"price_usd"')] if b',"price_usd"' in line else line
+
+
+def _convert(files: PointsFiles, staging: Path, staged: columnar.Staged, tmp: Path) -> None:
+    with columnar.connect(files.dir, memory_limit=MEMORY_LIMIT) as con:
+        columnar.write_piece(con, staging, staged, tmp)
+        digest = hashlib.sha256()
+        for chunk in columnar.read_lines(con, str(tmp)):
+            digest.update(chunk)
+    if digest.hexdigest() != staged.sha256:
+        raise WriteError("backfilled points did not read back identically; kept plain")
+
+
+def _history(files: PointsFiles) -> object:
+    """The history directory's paths, whose lock readers share."""
+    from .files import HistoryFiles
+
+    return HistoryFiles(files.dir.parent.parent)
+
+
+def _head_pieces(head: PointsHead) -> list[tuple[Piece, int, int]]:
+    """The pieces made from the plain head [0, archived_bytes), with their extents."""
+    found, end = [], head.archived_bytes
+    for piece in reversed(head.pieces):
+        if end <= 0:
+            break
+        found.append((piece, end - piece.source_bytes, end))
+        end -= piece.source_bytes
+    if end != 0:
+        raise HistoryDamaged("backfilled points: the archived head matches no pieces; not cut")
+    return found[::-1]
+
+
+def _drop_head(files: PointsFiles, head: PointsHead) -> PointsHead:
+    """Drop the archived head of points.jsonl once each of its points is proven to be in a
+    listed piece whose file is unchanged."""
+    for piece, start, end in _head_pieces(head):
+        lines = sorted(line for _, line in lines_with_offsets(files.points, end, start))
+        if hashlib.sha256(b"".join(lines)).hexdigest() != piece.source_sha256:
+            raise HistoryDamaged(f"backfilled points differ from archive/{piece.file}; not cut")
+        with open(files.piece(piece.file), "rb") as handle:
+            if file_sha256(handle) != piece.file_sha256:
+                raise HistoryDamaged(f"backfill archive/{piece.file} changed; the points stay")
+    tmp = files.points.with_name(f".{files.points.name}.cut.tmp")
+    try:
+        _copy_rest(files, head.archived_bytes, head.points_size, tmp)
+        with switch_lock(_history(files), SWITCH_WAIT_S) as held:
+            if not held:
+                return head
+            save_head(files, head.replace(cutting=head.archived_bytes))
+            commit_temp(tmp, files.points)
+            head = head.replace(
+                points_size=head.points_size - head.archived_bytes, archived_bytes=0
+            )
+            save_head(files, head)
+    finally:
+        discard_temp(tmp if tmp.exists() else None)
+    return head
