@@ -42,6 +42,7 @@ LAYERS = (
     "history.repair",
     "history.locks",
     "history.summaries",
+    "history.points_ranges",
     "history.points",
     "history.points_reader",
     "history.reader",

@@ -27,12 +27,13 @@ from .errors import (
     ApiUnavailable,
     AuthOrPlanError,
     BudgetExceeded,
-    CollectorError,
     DeadlineExceeded,
     Interrupted,
     PlanWindowRefused,
+    as_collector_error,
 )
-from .history.points import Answer, Coverage, PointsStore
+from .history.points import Answer, PointsStore
+from .history.points_ranges import Coverage
 from .ledger import RequestLedger
 from .plans import MAX_POINTS, WINDOW_MARGIN_S, class_of, step_of
 from .ratelimit import TokenBucket
@@ -64,7 +65,7 @@ class Outcome:
     refused: dict[str, str] = field(default_factory=dict)  # class → the plan's refusal
     unusable: int = 0  # answers that were not usable data
     left: int = 0  # tasks not done
-    stopped: CollectorError | None = None
+    stopped: BaseException | None = None  # a CollectorError, or a bug (exit 70)
 
 
 def parse_points(payload: Any, task: Task) -> list[tuple[int, Any, Any, Any]]:
@@ -200,7 +201,12 @@ class Backfill:
                     self._done(task)
                     continue
                 task = narrowed
-                verdict = self._call(client, task)
+                try:
+                    verdict = self._call(client, task)
+                except Exception as exc:  # noqa: BLE001 - ends the run; the caller raises it
+                    pending.put(task)
+                    self._halt(as_collector_error(exc))
+                    return
                 if verdict != DONE:
                     pending.put(task)  # again, narrowed (RETRY), or left for the next run
                 if verdict == STOP:
@@ -264,7 +270,7 @@ class Backfill:
     def _calls(self) -> int:
         return sum(counter.attempts for counter in self._counters)
 
-    def _halt(self, exc: CollectorError) -> str:
+    def _halt(self, exc: BaseException) -> str:
         with self._lock:
             if self.outcome.stopped is None:
                 self.outcome.stopped = exc

@@ -15,7 +15,7 @@ from typing import Any
 
 from .clock import next_month_start, parse_iso
 from .errors import UsageError
-from .history.points import Coverage
+from .history.points_ranges import Coverage
 from .plans import (
     DAY,
     MAX_POINTS,

@@ -23,6 +23,13 @@ log = logging.getLogger(__name__)
 STATS_NAME = STATS_FILE
 
 
+def one_line(exc: BaseException) -> str:
+    """What a failure says in one line (a bug: its type and text)."""
+    if isinstance(exc, CollectorError):
+        return exc.one_line()
+    return redact(f"{type(exc).__name__}: {exc}")
+
+
 @dataclass(frozen=True)
 class BackfillFigures:
     """05's request and outcome, as backfill_stats.json's `backfill` holds them."""
@@ -54,7 +61,7 @@ class BackfillFigures:
             coins_without_data=len(outcome.empty - outcome.filled),
             coins_unknown=len(outcome.missing), refused=tuple(outcome.refused.values()),
             unusable_answers=outcome.unusable, calls_left=outcome.left, budget_left=budget_left,
-            stopped=None if stopped is None else stopped.one_line(),
+            stopped=None if stopped is None else one_line(stopped),
         )  # fmt: skip
 
     def summary(self) -> str:

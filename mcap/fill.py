@@ -16,9 +16,18 @@ from .backfill import Backfill, CallLimit, Outcome, TimeLimit
 from .backfill_tasks import Task, monthly_budget, reserve_calls, tasks_for, time_span, universe
 from .clock import now, utc_iso
 from .context import BackfillFigures, RunContext
-from .errors import ApiDataError, BackfillPaused, BudgetExceeded, DeadlineExceeded, ExitCode
-from .history.points import Coverage, PointsStore
+from .errors import (
+    ApiDataError,
+    BackfillPaused,
+    BudgetExceeded,
+    CollectorError,
+    DeadlineExceeded,
+    ExitCode,
+    LocalStateError,
+)
+from .history.points import PointsStore
 from .history.points_archive import PIECE_ROWS, compact_points
+from .history.points_ranges import Coverage
 from .ledger import RequestLedger
 from .plans import describe
 from .settings import BackfillRequest
@@ -73,7 +82,10 @@ def backfill_history(ctx: RunContext) -> int:
            "snapshots" if left is not None else "")
     )  # fmt: skip
     outcome = _fill(ctx, store, coverage, tasks, reserve, budget, left)
-    _archive(ctx, store)
+    if not isinstance(outcome.stopped, LocalStateError) and isinstance(
+        outcome.stopped, CollectorError | None
+    ):  # a full disk or a damaged store is not the moment to rewrite files
+        _archive(ctx, store)
     return _finish(ctx, outcome, left)
 
 
@@ -140,7 +152,8 @@ def _finish(ctx: RunContext, outcome: Outcome, left: int | None) -> int:
             f"stopped: {reason}; {outcome.left:,} call(s) left for the next run, "
             f"{outcome.points:,} point(s) stored this run are kept"
         )
-    stop.add_note(f"{outcome.points:,} point(s) stored before it are kept")
+    if isinstance(stop, CollectorError):
+        stop.add_note(f"{outcome.points:,} point(s) stored before it are kept")
     raise stop
 
 

@@ -17,11 +17,12 @@ from dataclasses import dataclass
 from .backfill import Backfill, Outcome
 from .backfill_tasks import Coin, Task, chunks, monthly_budget, reserve_calls, uncovered
 from .clock import now, parse_iso, utc_iso
-from .context import RepairFigures, RunContext
+from .context import RepairFigures, RunContext, one_line
 from .errors import BudgetExceeded
 from .history import Gap, HistoryFiles, find_gaps
 from .history.gaps import REPAIR_LOOK_BACK_S, latest_repairs, record_gap
-from .history.points import Coverage, PointsStore
+from .history.points import PointsStore
+from .history.points_ranges import Coverage
 from .history.summaries import committed_snapshots
 from .ledger import RequestLedger
 from .plans import WINDOW_MARGIN_S, describe, step_of, window_s
@@ -166,7 +167,7 @@ def _run(
     stop = outcome.stopped
     # Time or spare calls used up is the plan working; anything else is worth a warning.
     if stop is not None and not isinstance(stop, BudgetExceeded):
-        ctx.warn(f"gap repair stopped: {stop.one_line()}")
+        ctx.warn(f"gap repair stopped: {one_line(stop)}")
     return outcome
 
 

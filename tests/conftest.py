@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -357,3 +358,16 @@ def two_days(script: str, api, out: Path) -> tuple[bytes, str]:
             day_one = plain(out)
         CLOCK.tick(600)
     return day_one + plain(out), utc_iso(midnight - 1200)[:10]
+
+
+@contextlib.contextmanager
+def tmpfs(path: Path, size: str, why: str) -> Iterator[Path]:
+    """A small tmpfs mounted at path for the block (skips the test without root)."""
+    path.mkdir(parents=True, exist_ok=True)
+    mount = ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)]
+    if os.geteuid() != 0 or subprocess.run(mount, capture_output=True).returncode != 0:
+        pytest.skip(f"needs root and tmpfs to simulate {why}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", str(path)], check=False)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
@@ -10,7 +9,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,6 +24,7 @@ from tests.conftest import (
     script_env,
     spawn,
     stats_of,
+    tmpfs,
     tree_digest,
 )
 
@@ -184,19 +183,6 @@ def test_shrink_to_300_is_rejected_and_old_snapshot_kept(fake_free, out):
     gaps = read_jsonl(out / "history" / "gaps.jsonl")
     assert gaps[-1]["type"] == "failed_run" and gaps[-1]["exit_code"] == 65
     assert list((out / "rejected").iterdir())
-
-
-@contextlib.contextmanager
-def tmpfs(path: Path, size: str, why: str) -> Iterator[Path]:
-    """A small tmpfs mounted at path for the block (skips the test without root)."""
-    path.mkdir(parents=True, exist_ok=True)
-    mount = ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)]
-    if os.geteuid() != 0 or subprocess.run(mount, capture_output=True).returncode != 0:
-        pytest.skip(f"needs root and tmpfs to simulate {why}")
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", str(path)], check=False)
 
 
 def test_full_disk_exits_74_and_keeps_old_files(fake_free, tmp_path):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 import signal
 import time
 from pathlib import Path
@@ -25,6 +26,7 @@ from tests.conftest import (
     run,
     spawn,
     sync_historical,
+    tmpfs,
 )
 
 DAY = 86400
@@ -295,3 +297,26 @@ def test_a_query_racing_a_backfill_sees_whole_calls(fake_free, out):
     assert seen and all(count in commits for count, _ in seen), (seen, commits)
     assert all(distinct <= len(coins) for _, distinct in seen)
     assert seen == sorted(seen)
+
+
+def test_a_full_disk_stops_with_74_and_keeps_every_committed_point(fake_free, tmp_path):
+    with tmpfs(tmp_path / "small", "64m", "a full disk") as mount:
+        out = mount / "data"
+        coins = [c["id"] for c in first_snapshot(fake_free, out)[:40]]
+        assert backfill(fake_free, out, "--coins", ",".join(coins[:3])).returncode == 0
+        filler = mount / "filler"
+        with open(filler, "wb") as handle:  # room for a few calls' points, not 37
+            handle.write(b"\0" * max(0, shutil.disk_usage(mount).free - 300_000))
+        result = backfill(fake_free, out, "--coins", ",".join(coins))
+        assert result.returncode == 74, result.stderr
+        line = one_error_line(result)
+        assert "No space left on device" in line and "are kept" in line
+        ranges = read_jsonl(out / "history" / "backfill" / "ranges.jsonl")
+        done = [r["id"] for r in ranges]  # committed, possibly followed by an uncommitted tail
+        check = run(S04, None, None, "--out-dir", str(out), "--check-history")
+        assert check.returncode == 0, check.stdout
+        assert set(stored(points_of(out))) <= set(expected_points(fake_free, coins, 0))
+        assert {p["id"] for p in points_of(out)} <= set(done)
+        filler.unlink()
+        assert backfill(fake_free, out, "--coins", ",".join(coins)).returncode == 0
+        assert stored(points_of(out)) == expected_points(fake_free, coins, 0)

@@ -1,8 +1,9 @@
 """The history: committed snapshots, their repair, archives, gaps, the reader and the checker.
 
-Layers, bottom to top: files → state → manifest → repair → locks → summaries → points →
-points_reader → reader → columnar → points_archive → legacy → pieces → cut → archive → store →
-gaps → points_check → check → export → query. The points_* modules hold the backfilled points
+Layers, bottom to top: files → state → manifest → repair → locks → summaries →
+points_ranges → points → points_reader → reader → columnar → points_archive → legacy →
+pieces → cut → archive → store → gaps → points_check → check → export → query. The points_*
+modules hold the backfilled points
 (history/backfill/), kept apart from the snapshots and read by the same reader.
 """
 

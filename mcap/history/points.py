@@ -22,19 +22,19 @@ import dataclasses
 import json
 import logging
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..clock import parse_iso, utc_iso
-from ..errors import WriteError
+from ..clock import utc_iso
+from ..errors import HistoryDamaged, WriteError
 from ..fsio import FILE_MODE, atomic_write_bytes, crash_point, ensure_subdir, locked, write_all
 from ..jsonio import dumps
 from ..plans import INTERVALS
 from ..redact import redact
-from .files import HISTORY_DIR, lines_with_offsets, size_of
-from .repair import cut_tail
+from .files import HISTORY_DIR, size_of
+from .points_ranges import Coverage, Range, read_ranges
 
 log = logging.getLogger(__name__)
 
@@ -136,63 +136,6 @@ def save_head(files: PointsFiles, head: PointsHead) -> None:
 
 
 @dataclass(frozen=True)
-class Range:
-    """What one answered call covered: `step`-spaced times from `start` to `end`."""
-
-    id: str
-    interval: str
-    step: int
-    start: int
-    end: int
-    points: int
-
-    def holds(self, ts: int) -> bool:
-        return self.start <= ts <= self.end and ts % self.step == 0
-
-
-def read_ranges(files: PointsFiles, start: int, limit: int) -> tuple[list[Range], int]:
-    """The committed ranges from byte `start` on, oldest first, and the offset after them."""
-    ranges, offset = [], start
-    for end, line in lines_with_offsets(files.ranges, limit=limit, start=start):
-        offset = end
-        entry = json.loads(line)
-        step = INTERVALS[entry["interval"]][0]
-        ranges.append(
-            Range(entry["id"], entry["interval"], step, parse_iso(entry["start"]),
-                  parse_iso(entry["end"]), entry["points"])
-        )  # fmt: skip
-    return ranges, offset
-
-
-class Coverage:
-    """Which (coin, time) points are stored, by the ranges answered: a point is stored when a
-    range of its coin holds its time."""
-
-    def __init__(self, ranges: Iterable[Range] = (), size: int = 0) -> None:
-        self.by_coin: dict[str, list[Range]] = {}
-        self.size = size  # bytes of ranges.jsonl read so far
-        for item in ranges:
-            self.add(item)
-
-    def add(self, item: Range) -> None:
-        self.by_coin.setdefault(item.id, []).append(item)
-
-    def catch_up(self, files: PointsFiles, head: PointsHead) -> None:
-        """Add what other writers committed since this coverage was read."""
-        ranges, self.size = read_ranges(files, self.size, head.ranges_size)
-        for item in ranges:
-            self.add(item)
-
-    def holds(self, coin: str, ts: int) -> bool:
-        return any(item.holds(ts) for item in self.by_coin.get(coin, ()))
-
-    def covers(self, coin: str, step: int, start: int, end: int) -> bool:
-        """Every `step`-spaced time of [start, end] was asked for already."""
-        first = -(-start // step) * step
-        return all(self.holds(coin, ts) for ts in range(first, end + 1, step))
-
-
-@dataclass(frozen=True)
 class Answer:
     """One call's answer, ready to commit: points as (epoch, price, market cap, volume)."""
 
@@ -225,7 +168,7 @@ class PointsStore:
         ensure_subdir(self.files.dir)
         with locked(self.files.lock):
             head = self._repair(self._head())
-            ranges, size = read_ranges(self.files, 0, head.ranges_size)
+            ranges, size = read_ranges(self.files.ranges, 0, head.ranges_size)
             self._note(head)
             return head, Coverage(ranges, size)
 
@@ -269,7 +212,7 @@ class PointsStore:
         step = INTERVALS[answer.interval][0]
         with locked(self.files.lock):
             head = self._repair(self._head())
-            coverage.catch_up(self.files, head)
+            coverage.catch_up(self.files.ranges, head.ranges_size)
             seen: set[int] = set()
             lines = []
             for ts, price, cap, volume in answer.points:
@@ -318,9 +261,30 @@ def repair_head(files: PointsFiles, head: PointsHead) -> PointsHead:
         else:
             head = head.replace(cutting=0)  # not cut: archived_bytes says what to skip
         save_head(files, head)
-    cut_tail(files.points, head.points_size)
-    cut_tail(files.ranges, head.ranges_size)
+    drop_tail(files.points, head.points_size)
+    drop_tail(files.ranges, head.ranges_size)
     return head
+
+
+def drop_tail(path: Path, committed: int) -> None:
+    """Truncate what a killed call left past the committed size: those points are asked
+    again (unlike a snapshot's torn tail, nothing is lost by dropping them).
+
+    Raises:
+        HistoryDamaged: the file is shorter than committed (changed outside the collector).
+    """
+    size = size_of(path)
+    if size < committed:
+        raise HistoryDamaged(
+            f"{path} is {size} bytes but {committed} bytes were committed: it was truncated "
+            "or replaced outside the collector",
+            hint="restore history/backfill/ from a backup, or move it away to start over",
+        )
+    if size > committed:
+        with open(path, "r+b") as handle:
+            handle.truncate(committed)
+            os.fsync(handle.fileno())
+        log.info("backfill: dropped %d uncommitted byte(s) of %s", size - committed, path.name)
 
 
 def _append(path: Path, data: bytes) -> None:

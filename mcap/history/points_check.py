@@ -11,7 +11,8 @@ from typing import BinaryIO
 from ..jsonio import loads_strict
 from . import columnar
 from .columnar import sql_text
-from .points import POINT_KEYS, read_ranges
+from .points import POINT_KEYS
+from .points_ranges import read_ranges
 from .points_reader import PointsPicture
 
 MEMORY_LIMIT = "300MB"
@@ -40,7 +41,9 @@ def check_points(points: PointsPicture, fd_path: Callable[[BinaryIO], str]) -> P
             f"history/backfill/points.jsonl holds {plain} committed points, the state lists "
             f"{points.plain_count} beside its pieces"
         )
-    ranges, _ = read_ranges(points.files, 0, head.ranges_size) if head.ranges_size else ([], 0)
+    ranges, _ = (
+        read_ranges(points.files.ranges, 0, head.ranges_size) if head.ranges_size else ([], 0)
+    )
     if len(ranges) != head.ranges or sum(r.points for r in ranges) != head.points:
         problems.append(
             f"history/backfill/ranges.jsonl lists {sum(r.points for r in ranges)} points in "
