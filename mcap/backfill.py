@@ -76,7 +76,7 @@ def parse_points(payload: Any, task: Task) -> list[tuple[int, Any, Any, Any]]:
     """
     if not isinstance(payload, list):
         raise ApiDataError(f"historical {task.coin}: expected a JSON array")
-    step, points = step_of(task.interval), []
+    step, points, off_grid = step_of(task.interval), [], []
     for item in payload:
         if not isinstance(item, dict) or not isinstance(item.get("timestamp"), str):
             raise ApiDataError(f"historical {task.coin}: a point without a timestamp")
@@ -89,8 +89,17 @@ def parse_points(payload: Any, task: Task) -> list[tuple[int, Any, Any, Any]]:
         values = [item.get(key) for key in ("price", "market_cap", "volume_24h")]
         if any(type(v) not in (int, float, type(None)) and v != "" for v in values):
             raise ApiDataError(f"historical {task.coin}: a value that is not a number")
-        if task.start <= ts <= task.end and ts % step == 0:
-            points.append((ts, *(None if v == "" else v for v in values)))
+        if not task.start <= ts <= task.end:
+            continue
+        if ts % step:
+            off_grid.append(item["timestamp"][:40])
+            continue
+        points.append((ts, *(None if v == "" else v for v in values)))
+    if off_grid and not points:  # a grid other than the one asked for: store nothing
+        raise ApiDataError(
+            f"historical {task.coin}: {len(off_grid)} point(s) off the {task.interval} grid "
+            f"(e.g. {off_grid[0]})"
+        )
     return points
 
 

@@ -136,6 +136,7 @@ def tasks_for(
 ) -> list[Task]:
     """The calls still needed: each coin's uncovered times, in runs of at most MAX_POINTS."""
     step = step_of(interval)
+    span = (int(span[0]), int(span[1]))
     tasks = []
     for coin in coins:
         start = span[0]

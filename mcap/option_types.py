@@ -8,7 +8,7 @@ import argparse
 import urllib3
 
 from .clock import time_bound
-from .plans import INTERVALS, TIERS
+from .plans import GRID_INTERVALS, TIERS
 from .settings import ALLOWED_QUOTES, MAX_QUOTES, MAX_RATE
 
 
@@ -105,8 +105,11 @@ def request_rate(text: str) -> float:
 
 
 def interval_text(text: str) -> str:
-    if text not in INTERVALS:
-        raise argparse.ArgumentTypeError(f"must be one of {', '.join(INTERVALS)}: {text!r}")
+    if text not in GRID_INTERVALS:
+        raise argparse.ArgumentTypeError(
+            f"must be one of {', '.join(GRID_INTERVALS)}: {text!r} (coarser than daily: ask for "
+            "1d, which costs the same calls)"
+        )
     return text
 
 

@@ -26,6 +26,10 @@ INTERVALS: dict[str, tuple[int, str]] = {
     "14d": (14 * DAY, "daily"), "30d": (30 * DAY, "daily"), "90d": (90 * DAY, "daily"),
     "365d": (365 * DAY, "daily"),
 }  # fmt: skip
+# What a backfill may ask for: intervals whose grid is known (epoch multiples, so daily points
+# at 00:00 UTC). 7d … 365d are left out: their alignment is undocumented, and daily points
+# cost the same (one call holds 13.7 years of them).
+GRID_INTERVALS = tuple(name for name, (step, _) in INTERVALS.items() if step <= 86_400)
 # class → tier → how far back (seconds); None: unlimited; 0: not in the plan.
 WINDOWS: dict[str, dict[str, int | None]] = {
     "daily": {"free": YEAR, "starter": 5 * YEAR, "pro": None, "business": None,

@@ -8,6 +8,7 @@ import json
 import random
 import shutil
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -320,3 +321,42 @@ def test_a_full_disk_stops_with_74_and_keeps_every_committed_point(fake_free, tm
         filler.unlink()
         assert backfill(fake_free, out, "--coins", ",".join(coins)).returncode == 0
         assert stored(points_of(out)) == expected_points(fake_free, coins, 0)
+
+
+def test_a_terminal_gets_a_progress_bar_and_cron_gets_log_lines(fake_free, out):
+    import fcntl
+    import os
+    import pty
+    import struct
+    import sys
+    import termios
+
+    from tests.conftest import ROOT, script_args, script_env
+
+    universe = [c["id"] for c in first_snapshot(fake_free, out)]
+    coins = ",".join(universe[:8])
+    sync_historical(fake_free)
+    primary, secondary = pty.openpty()
+    fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))
+    argv = script_args(S05, fake_free, out, ("--coins", coins, "--rate", "10"))
+    proc = subprocess.Popen([sys.executable, str(ROOT / S05), *argv], stderr=secondary,
+                            stdout=subprocess.PIPE, env=script_env())  # fmt: skip
+    os.close(secondary)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(primary, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        shown += chunk
+    assert proc.wait(timeout=60) == 0
+    os.close(primary)
+    bar = shown.decode(errors="replace")
+    assert "8/8" in bar and "coin" in bar and "calls" in bar and "left" in bar
+    # Without a terminal (cron), no bar: a line in the log at each quarter.
+    result = backfill(fake_free, out, "--coins", f"{coins},{universe[8]}")
+    assert result.returncode == 0 and "\r" not in result.stderr
+    log = (out / "collection.log").read_text()
+    assert "backfill: 1/1 coins" in log
