@@ -458,6 +458,9 @@ def status_run(out: Path, clock_iso: str) -> tuple[int, str]:
     return done.returncode, (lines or [done.stderr.strip()[-160:]])[-1]
 
 
+SKIP_SELECT_ALL = False  # --no-select-all
+
+
 def scale_figures(
     figures: Figures, root: Path, api: FakeCoinPaprika, days: int, repeats: int
 ) -> None:
@@ -532,7 +535,8 @@ def scale_figures(
             f"peak RSS ≤ {RSS_TARGET_MB:.0f} MB",
         )
 
-    figures.attempt(f"query: SELECT * FROM history ({size}), CSV to /dev/null", select_all)
+    if not SKIP_SELECT_ALL:
+        figures.attempt(f"query: SELECT * FROM history ({size}), CSV to /dev/null", select_all)
 
     def checks() -> None:
         log("what --query's checks cost, against a full SHA-256")
@@ -605,7 +609,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3, help="repeats of the slow figures")
     parser.add_argument("--no-cadences", action="store_true", help="skip the cadence figures")
     parser.add_argument("--keep", metavar="DIR", help="build in DIR and keep it")
+    parser.add_argument(
+        "--no-select-all", action="store_true", help="skip SELECT * (17 min over a year)"
+    )
     args = parser.parse_args(argv)
+    global SKIP_SELECT_ALL
+    SKIP_SELECT_ALL = args.no_select_all
     days = args.days or (365 if args.year else 30)
     repeats = max(1, args.repeats)
     root = Path(args.keep or tempfile.mkdtemp(prefix="mcap-history-bench-"))

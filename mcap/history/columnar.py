@@ -103,6 +103,9 @@ def connect(
         con.execute(f"SET memory_limit = {sql_text(memory_limit)}")
         con.execute(f"SET threads = {threads}")
         con.execute("SET preserve_insertion_order = false")
+        # DuckDB draws a progress bar on stdout for a statement over 2 s, even into a pipe:
+        # a cron run's output, or a view's answer, would get it.
+        con.execute("SET enable_progress_bar = false")
         con.execute(f"SET temp_directory = {sql_text(str(spill))}")
         con.execute(_MACROS)
         yield con

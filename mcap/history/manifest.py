@@ -13,6 +13,7 @@ two entries on one line; such a line is recognised and its second, whole entry k
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -128,9 +129,10 @@ class Manifest:
     damaged: tuple[str, ...] = ()  # complete lines that are not entries
     glued: int = 0  # lines an older version glued onto a torn one (their entry is kept)
 
-    @property
+    @functools.cached_property
     def archived_through(self) -> str | None:
-        """The newest archived snapshot time: older rows are read from Parquet only."""
+        """The newest archived snapshot time: older rows are read from Parquet only (asked
+        once per plain line by a reader: computed once)."""
         return max((e.last_ts for e in self.entries), default=None)
 
     @property

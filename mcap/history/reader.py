@@ -19,6 +19,7 @@ reads the history through a `Picture` (docs/design.md, "The reader of record"):
 
 from __future__ import annotations
 
+import bisect
 import fcntl
 import gzip
 import os
@@ -167,13 +168,16 @@ class Picture:
                 f"{self.files.rows.name} is {self.plain_size} bytes, shorter than the "
                 f"{self.head.history_size} committed: it was truncated outside the collector"
             )
-        entries = list(self.manifest.entries)
-        unplaced = 0
-        for record in self.snapshots:
-            if self.in_parquet(record.ts) and not any(e.covers(record.ts) for e in entries):
-                unplaced += 1
-        for entry in entries:
-            inside = [r for r in self.snapshots if entry.covers(r.ts)]
+        times = [record.ts for record in self.snapshots]  # committed in order
+        placed = [0] * (len(times) + 1)  # +1 at an entry's first snapshot, -1 after its last
+        for entry in self.manifest.entries:
+            lo, hi = (
+                bisect.bisect_left(times, entry.first_ts),
+                bisect.bisect_right(times, entry.last_ts),
+            )
+            inside = self.snapshots[lo:hi]
+            placed[lo] += 1
+            placed[hi] -= 1
             rows = sum(r.coin_count for r in inside)
             if len(inside) != entry.snapshots or rows != entry.rows:
                 found.append(
@@ -182,6 +186,11 @@ class Picture:
                     + (" (a snapshot was committed into an archived day)" if rows > entry.rows
                        else "")
                 )  # fmt: skip
+        unplaced, depth = 0, 0
+        for index, ts in enumerate(times):
+            depth += placed[index]
+            if depth == 0 and self.in_parquet(ts):
+                unplaced += 1
         if unplaced:
             found.append(
                 f"{unplaced} committed snapshot(s) before {self.archived_through} are in no "
