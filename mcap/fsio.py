@@ -255,3 +255,16 @@ def locked(path: Path) -> Iterator[None]:
     """Hold a blocking flock on path for the duration of the block."""
     with FileLock(path):
         yield
+
+
+def copy_range(path: Path, start: int, end: int, target: Path) -> None:
+    """Bytes [start, end) of `path` into a new `target`, durably, with the files' mode."""
+    with open(path, "rb") as src, open(target, "wb") as dst:
+        src.seek(start)
+        remaining = end - start
+        while remaining > 0 and (block := src.read(min(remaining, 1 << 20))):
+            dst.write(block)
+            remaining -= len(block)
+        dst.flush()
+        os.fsync(dst.fileno())
+    os.chmod(target, FILE_MODE)

@@ -10,12 +10,11 @@ from __future__ import annotations
 import gzip
 import hashlib
 import logging
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 from ..errors import HistoryDamaged
-from ..fsio import FILE_MODE, commit_temp, crash_point, discard_temp, fsync_dir
+from ..fsio import commit_temp, copy_range, crash_point, discard_temp, fsync_dir
 from .files import HistoryFiles, legacy_month, lines_with_offsets, ts_of
 from .locks import switch_lock
 from .manifest import Manifest, file_sha256
@@ -47,7 +46,7 @@ def drop_archived_head(files: HistoryFiles, head: HistoryHead, manifest: Manifes
     verify_archived_head(files, head, manifest)
     tmp = files.rows.with_name(f".{files.rows.name}.cut.tmp")
     try:
-        _copy_range(files.rows, head.archived_bytes, head.history_size, tmp)
+        copy_range(files.rows, head.archived_bytes, head.history_size, tmp)
         with switch_lock(files, SWITCH_WAIT_S) as held:
             if not held:
                 log.info("archive: readers hold the history; the plain file is cut later")
@@ -143,7 +142,7 @@ def finish_legacy_compaction(files: HistoryFiles, head: HistoryHead) -> HistoryH
     save_state(files, head)
     tmp = files.rows.with_name(f".{files.rows.name}.cut.tmp")
     try:
-        _copy_range(files.rows, keep_from, head.history_size, tmp)
+        copy_range(files.rows, keep_from, head.history_size, tmp)
         with switch_lock(files, SWITCH_WAIT_S) as held:
             if not held:
                 return head
@@ -158,18 +157,6 @@ def finish_legacy_compaction(files: HistoryFiles, head: HistoryHead) -> HistoryH
 
 def _legacy_path(files: HistoryFiles, month: str) -> Path:
     return files.dir / f"market_cap_history-{month}.jsonl.gz"
-
-
-def _copy_range(path: Path, start: int, end: int, target: Path) -> None:
-    with open(path, "rb") as src, open(target, "wb") as dst:
-        src.seek(start)
-        remaining = end - start
-        while remaining > 0 and (block := src.read(min(remaining, 1 << 20))):
-            dst.write(block)
-            remaining -= len(block)
-        dst.flush()
-        os.fsync(dst.fileno())
-    os.chmod(target, FILE_MODE)
 
 
 def _range_sha256(path: Path, start: int, end: int) -> str:

@@ -273,3 +273,22 @@ def tail_sha256(handle: BinaryIO, size: int) -> str:
     """SHA-256 of the last TAIL_BYTES of an open file of `size` bytes: its identity."""
     handle.seek(max(0, size - TAIL_BYTES))
     return hashlib.sha256(handle.read(TAIL_BYTES)).hexdigest()
+
+
+def listed_file_problem(
+    handle: BinaryIO | None, name: str, recorded: ArchiveEntry | Any, lister: str, full: bool
+) -> str | None:
+    """What is wrong with a file a manifest or a state lists (`recorded` has its `bytes`,
+    `tail_sha256` and `file_sha256`): missing, resized, or changed (footer, or whole)."""
+    if handle is None:
+        return f"{name} is listed in the {lister} but missing"
+    size = os.fstat(handle.fileno()).st_size
+    if size != recorded.bytes:
+        return f"{name} is {size} bytes, the {lister} records {recorded.bytes}"
+    if not full and recorded.tail_sha256 is not None:
+        if tail_sha256(handle, size) != recorded.tail_sha256:
+            return f"{name} is not the file that was archived (footer differs)"
+        return None
+    if file_sha256(handle) != recorded.file_sha256:
+        return f"{name} changed since it was verified (SHA-256 differs)"
+    return None

@@ -20,7 +20,15 @@ from pathlib import Path
 
 from ..clock import utc_iso
 from ..errors import HistoryDamaged, WriteError
-from ..fsio import FILE_MODE, commit_temp, crash_point, discard_temp, ensure_subdir, locked
+from ..fsio import (
+    FILE_MODE,
+    commit_temp,
+    copy_range,
+    crash_point,
+    discard_temp,
+    ensure_subdir,
+    locked,
+)
 from . import columnar
 from .files import lines_with_offsets
 from .locks import switch_lock
@@ -88,7 +96,7 @@ def _archive_piece(files: PointsFiles, head: PointsHead) -> PointsHead | None:
             name, staged.rows, staged.first_ts, staged.last_ts, size, digest, tail,
             staged.sha256, end - head.archived_bytes, utc_iso(),
         )  # fmt: skip
-        _copy_rest(files, end, head.points_size, rest)
+        copy_range(files.points, end, head.points_size, rest)
         with switch_lock(_history(files), SWITCH_WAIT_S) as held:
             if not held:
                 log.info("backfill: readers hold the history; %s waits", name)
@@ -106,19 +114,6 @@ def _archive_piece(files: PointsFiles, head: PointsHead) -> PointsHead | None:
         staging.unlink(missing_ok=True)
     log.info("backfill: %d points → archive/%s (%d bytes)", piece.rows, name, piece.bytes)
     return head
-
-
-def _copy_rest(files: PointsFiles, start: int, end: int, rest: Path) -> None:
-    """points.jsonl's committed bytes [start, end), durably, into `rest`."""
-    with open(files.points, "rb") as src, open(rest, "wb") as dst:
-        src.seek(start)
-        remaining = end - start
-        while remaining > 0 and (block := src.read(min(remaining, 1 << 20))):
-            dst.write(block)
-            remaining -= len(block)
-        dst.flush()
-        os.fsync(dst.fileno())
-    os.chmod(rest, FILE_MODE)
 
 
 def _key(line: bytes) -> bytes:
@@ -167,7 +162,7 @@ def _drop_head(files: PointsFiles, head: PointsHead) -> PointsHead:
                 raise HistoryDamaged(f"backfill archive/{piece.file} changed; the points stay")
     tmp = files.points.with_name(f".{files.points.name}.cut.tmp")
     try:
-        _copy_rest(files, head.archived_bytes, head.points_size, tmp)
+        copy_range(files.points, head.archived_bytes, head.points_size, tmp)
         with switch_lock(_history(files), SWITCH_WAIT_S) as held:
             if not held:
                 return head

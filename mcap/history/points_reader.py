@@ -19,7 +19,7 @@ from typing import BinaryIO
 
 from ..errors import ArchiveDamaged
 from .files import lines_with_offsets
-from .manifest import file_sha256, tail_sha256
+from .manifest import listed_file_problem
 from .points import Piece, PointsFiles, PointsHead, load_head
 
 COPY_BLOCK = 1 << 20
@@ -86,18 +86,7 @@ class PointsPicture:
     def piece_problem(self, piece: Piece, full: bool = False) -> str | None:
         handle = self.pieces.get(piece.file)
         name = f"history/backfill/archive/{piece.file}"
-        if handle is None:
-            return f"{name} is listed in the backfill state but missing"
-        size = os.fstat(handle.fileno()).st_size
-        if size != piece.bytes:
-            return f"{name} is {size} bytes, the backfill state records {piece.bytes}"
-        if not full:
-            if tail_sha256(handle, size) != piece.tail_sha256:
-                return f"{name} is not the file that was archived (footer differs)"
-            return None
-        if file_sha256(handle) != piece.file_sha256:
-            return f"{name} changed since it was verified (SHA-256 differs)"
-        return None
+        return listed_file_problem(handle, name, piece, "backfill state", full)
 
     def problems(self, full: bool = False) -> list[str]:
         """What would make an answer over the backfilled points untrue."""

@@ -40,7 +40,7 @@ from .files import (
     ts_of,
 )
 from .locks import lock_dir
-from .manifest import PIECE_NAME, ArchiveEntry, Manifest, file_sha256, read_manifest, tail_sha256
+from .manifest import PIECE_NAME, ArchiveEntry, Manifest, listed_file_problem, read_manifest
 from .points import PointsFiles
 from .points_reader import PointsPicture, open_points
 from .repair import rebuild_state
@@ -201,18 +201,7 @@ class Picture:
     def file_problem(self, entry: ArchiveEntry, full: bool = False) -> str | None:
         """What is wrong with a listed file: missing, resized, changed (tail or whole)."""
         handle = self.archives.get(entry.file)
-        if handle is None:
-            return f"archive/{entry.file} is listed in the manifest but missing"
-        size = os.fstat(handle.fileno()).st_size
-        if size != entry.bytes:
-            return f"archive/{entry.file} is {size} bytes, the manifest records {entry.bytes}"
-        if not full and entry.tail_sha256 is not None:
-            if tail_sha256(handle, size) != entry.tail_sha256:
-                return f"archive/{entry.file} is not the file that was archived (footer differs)"
-            return None
-        if file_sha256(handle) != entry.file_sha256:
-            return f"archive/{entry.file} changed since it was verified (SHA-256 differs)"
-        return None
+        return listed_file_problem(handle, f"archive/{entry.file}", entry, "manifest", full)
 
     def problems(self, full: bool = False) -> list[str]:
         """Everything that would make an answer over this picture untrue."""
