@@ -547,3 +547,11 @@ def test_systemd_accepts_the_readme_units(tmp_path):
         ["systemd-analyze", "verify", "--man=no", *units], capture_output=True, text=True
     )
     assert done.returncode == 0 and done.stderr == "", done.stderr
+
+
+def test_a_developers_ping_url_never_reaches_the_scripts_under_test(
+    fake_free, out, receiver, monkeypatch
+):
+    monkeypatch.setenv("COLLECTOR_PING_URL", receiver.url)
+    assert run(S04, fake_free, out).returncode == 0
+    assert receiver.pings == []
