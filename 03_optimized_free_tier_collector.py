@@ -8,6 +8,7 @@ import common
 PROFILE = common.ScriptProfile(
     name="03_optimized_free_tier_collector",
     description=__doc__,
+    hooks=True,
     min_interval_min=5,  # the free plan refreshes about every 5 minutes
     archives_history=True,
     repairs_gaps=True,

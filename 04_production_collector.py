@@ -9,6 +9,7 @@ import common
 PROFILE = common.ScriptProfile(
     name="04_production_collector",
     description=__doc__,
+    hooks=True,
     min_interval_min=5,
     archives_history=True,
     repairs_gaps=True,

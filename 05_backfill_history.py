@@ -9,6 +9,7 @@ import common
 PROFILE = common.ScriptProfile(
     name="05_backfill_history",
     description=__doc__,
+    hooks=True,
     takes_quotes=False,
     backfills=True,
     lock_name=common.BACKFILL_LOCK,

@@ -11,10 +11,11 @@ history                            commit, repair, the reader, archive, gaps, ch
 context, rejected, publish         a run's outcome and streams, refused payloads, the transaction
 report, status, views              what a person reads, the read-only views
 option_types, historical_options,  the command line
-  cli
+  hook_options, cli
 backfill_tasks, backfill,          what to ask /tickers/{id}/historical, the engine that asks,
   gap_repair                       the cron jobs' refill of missed slots
 collect, fill, catalogue           the pipelines of 02–04, of 05 and of 01
+metrics, hooks                     03–05's Prometheus textfile and monitoring pings
 runner                             the process: arguments, lock, exit code, stats
 """
 
@@ -67,6 +68,7 @@ LAYERS = (
     "views",
     "option_types",
     "historical_options",
+    "hook_options",
     "cli",
     "backfill_tasks",
     "backfill",
@@ -74,5 +76,7 @@ LAYERS = (
     "collect",
     "fill",
     "catalogue",
+    "metrics",
+    "hooks",
     "runner",
 )

@@ -14,6 +14,7 @@ from typing import Any, NoReturn
 from .clock import time_bound
 from .context import Environment
 from .historical_options import add_historical_options, backfill_request
+from .hook_options import add_hook_options, hook_targets
 from .option_types import (
     base_url_text,
     minutes,
@@ -76,6 +77,8 @@ def build_parser(profile: ScriptProfile, env: Environment) -> argparse.ArgumentP
         _add_collector_options(parser, profile)
     if profile.backfills or profile.repairs_gaps:
         add_historical_options(parser, profile)
+    if profile.hooks:
+        add_hook_options(parser)
     _add_view_options(parser, profile)
     return parser
 
@@ -264,6 +267,7 @@ def config_from_args(
     if min_interval is None:
         min_interval = profile.min_interval_min
     view = next((name for name in profile.views if _asked(args, name)), None)
+    ping_url, metrics_file = hook_targets(args, environ) if profile.hooks else (None, None)
     return Config(
         profile=profile,
         out_dir=Path(args.out_dir).expanduser() if args.out_dir else Path.cwd(),
@@ -291,4 +295,6 @@ def config_from_args(
         tier=getattr(args, "tier", None),
         repair=profile.repairs_gaps and not getattr(args, "no_repair", False),
         backfill=backfill_request(args) if profile.backfills else None,
+        ping_url=ping_url,
+        metrics_file=metrics_file,
     )

@@ -12,6 +12,7 @@ import logging
 import os
 import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from .cli import parse_config
 from .clock import utc_iso
@@ -33,9 +34,12 @@ from .history import HistoryStore
 from .ledger import RequestLedger
 from .logsetup import log_failure, setup_logging
 from .redact import redact, set_secret
-from .settings import ScriptProfile
+from .settings import Config, ScriptProfile
 from .signals import GUARD
 from .views import BY_NAME
+
+if TYPE_CHECKING:
+    from .hooks import Hooks
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +65,7 @@ def run_main(
     ctx = RunContext(config, env)
     GUARD.install(config.deadline_s)
     work = BY_NAME[config.view].run if config.view is not None else pipeline
+    hooks = run_hooks(config)
     error: str | None = None
     try:
         try:
@@ -69,6 +74,8 @@ def run_main(
                 code = work(ctx)
             else:
                 with run_lock(ctx):
+                    if hooks is not None:
+                        hooks.started(ctx)
                     code = work(ctx)
             GUARD.checkpoint()  # a signal whose exception was swallowed on its way
         finally:
@@ -76,10 +83,22 @@ def run_main(
     except Exception as exc:  # noqa: BLE001 - the one place that maps failures to exit codes
         code, error = report_failure(ctx, exc)
     code = finish(ctx, code, error)
+    if hooks is not None:
+        hooks.finished(ctx, code)
     if GUARD.noted:
         log.warning("%s received while finishing; the outcome stands", ", ".join(GUARD.noted))
     GUARD.finished()
     return code
+
+
+def run_hooks(config: Config) -> Hooks | None:
+    """The pings and the metrics file, when asked for and not a view: a run without them
+    imports none of their code (docs/design.md, "Hooks")."""
+    if config.view is not None or not (config.ping_url or config.metrics_file):
+        return None
+    from .hooks import Hooks
+
+    return Hooks(config)
 
 
 def open_out_dir(ctx: RunContext) -> None:

@@ -65,6 +65,7 @@ class ScriptProfile:
     views: tuple[str, ...] = ()  # the read-only views it offers (views.VIEWS)
     backfills: bool = False  # 05: the history's past from /tickers/{id}/historical
     repairs_gaps: bool = False  # 03, 04: missed slots refilled after a commit
+    hooks: bool = False  # 03, 04, 05: --ping-url and --metrics-file (hooks.py)
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,8 @@ class Config:
     tier: str | None = None  # the plan's tier for the historical windows (--tier)
     repair: bool = True  # 03/04: refill missed slots after a commit (--no-repair)
     backfill: BackfillRequest | None = None  # 05 only
+    ping_url: str | None = None  # --ping-url or COLLECTOR_PING_URL (03, 04, 05)
+    metrics_file: Path | None = None  # --metrics-file (03, 04, 05)
 
     @property
     def script(self) -> str:

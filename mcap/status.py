@@ -14,7 +14,7 @@ from typing import Any
 from .clock import now, parse_iso, utc_iso
 from .context import STATS_NAME, RunContext
 from .errors import ExitCode, LocalStateError
-from .history import Gap, HistoryStore, Picture, find_gaps, open_picture
+from .history import Gap, HistoryFiles, HistoryStore, Picture, find_gaps, open_picture
 from .history.files import ts_of
 from .history.gaps import REPAIR_LOOK_BACK_S, latest_repairs
 from .history.summaries import SnapshotRecord
@@ -179,6 +179,17 @@ def slots_inside(gap: Gap, since: float, step: int) -> int:
     return sum(1 for k in range(1, gap.missing_slots + 1) if start + k * step >= since)
 
 
+def refilled_slots(found: Coverage, files: HistoryFiles, every_min: int) -> int:
+    """The window's missed slots whose gap, gap repair says, was refilled (they count as
+    covered: --status's coverage, the metrics file's missed slots)."""
+    repairs = latest_repairs(files) if found.gaps else {}
+    return sum(
+        slots_inside(gap, found.since, every_min * 60)
+        for gap in found.gaps
+        if repairs.get((gap.start, gap.end), {}).get("status") == "repaired"
+    )
+
+
 def _status_of_coverage(
     ctx: RunContext, picture: Picture, at: float, problems: list[Problem]
 ) -> None:
@@ -190,12 +201,7 @@ def _status_of_coverage(
     found = coverage([record.ts for record in snapshots], at, config.every_min)
     hours = (at - found.since) / 3600
     window = "24 h" if hours >= 23.99 else f"{hours:.1f} h (since the first snapshot)"
-    repairs = latest_repairs(files) if found.gaps else {}
-    refilled = sum(
-        slots_inside(gap, found.since, config.every_min * 60)
-        for gap in found.gaps
-        if repairs.get((gap.start, gap.end), {}).get("status") == "repaired"
-    )
+    refilled = refilled_slots(found, files, config.every_min)
     found = replace(found, missing=found.missing - refilled)
     ctx.say(
         f"Last {window}: {found.missing + refilled} of {found.slots} slots without a snapshot"

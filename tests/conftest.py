@@ -61,8 +61,13 @@ def next_second() -> None:
 
 
 def script_env(env: dict[str, str] | None = None) -> dict[str, str]:
-    """os.environ without COINPAPRIKA_*, plus the test clock and `env`."""
-    full = {k: v for k, v in os.environ.items() if not k.startswith("COINPAPRIKA_")}
+    """os.environ without COINPAPRIKA_* and a developer's COLLECTOR_PING_URL (a test run must
+    not ping a real check), plus the test clock and `env`."""
+    full = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("COINPAPRIKA_") and k != "COLLECTOR_PING_URL"
+    }
     if CLOCK.offset:
         full["COLLECTOR_CLOCK_OFFSET_S"] = str(CLOCK.offset)
     full.update(env or {})

@@ -186,6 +186,17 @@ def test_max_calls_stops_with_75_and_the_next_run_continues(fake_free, out):
     assert stored(points_of(out)) == expected_points(fake_free, coins, 0)
 
 
+def test_a_longer_window_after_a_shorter_one_asks_only_for_the_rest(fake_free, out):
+    coins = [c["id"] for c in first_snapshot(fake_free, out)[:3]]
+    spec = ",".join(coins)
+    assert backfill(fake_free, out, "--coins", spec, "--days", "3").returncode == 0
+    assert fake_free.count_historical() == 3
+    longer = backfill(fake_free, out, "--coins", spec, "--days", "30")
+    assert longer.returncode == 0, longer.stderr  # the answered ranges' times are whole seconds
+    assert fake_free.count_historical() == 6  # one call per coin, for the days before
+    assert stored(points_of(out)) == expected_points(fake_free, coins, 30)
+
+
 def test_the_snapshots_reserve_is_never_spent(fake_free, out):
     coins = [c["id"] for c in first_snapshot(fake_free, out)[:10]]
     now = time.time() + CLOCK.offset

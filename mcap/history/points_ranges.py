@@ -36,8 +36,8 @@ def read_ranges(path: Path, start: int, limit: int) -> tuple[list[Range], int]:
         entry = json.loads(line)
         step = INTERVALS[entry["interval"]][0]
         ranges.append(
-            Range(entry["id"], entry["interval"], step, parse_iso(entry["start"]),
-                  parse_iso(entry["end"]), entry["points"])
+            Range(entry["id"], entry["interval"], step, int(parse_iso(entry["start"])),
+                  int(parse_iso(entry["end"])), entry["points"])
         )  # fmt: skip
     return ranges, offset
 
