@@ -39,6 +39,10 @@ def month_key(ts: float) -> str:
     return time.strftime("%Y-%m", time.gmtime(ts))
 
 
+def day_key(ts: float) -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime(ts))
+
+
 def hour_key(ts: float) -> str:
     return time.strftime("%Y-%m-%dT%H", time.gmtime(ts))
 
