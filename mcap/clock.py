@@ -13,7 +13,12 @@ CLOCK_OFFSET_ENV = "COLLECTOR_CLOCK_OFFSET_S"
 
 def now() -> float:
     """Epoch seconds, shifted by COLLECTOR_CLOCK_OFFSET_S when a test sets it."""
-    return time.time() + float(os.environ.get(CLOCK_OFFSET_ENV) or 0)
+    return time.time() + offset()
+
+
+def offset() -> float:
+    """The test's shift of the clock (0 outside tests)."""
+    return float(os.environ.get(CLOCK_OFFSET_ENV) or 0)
 
 
 def utc_iso(ts: float | None = None) -> str:
