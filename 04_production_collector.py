@@ -1,6 +1,7 @@
 """The cron job: one run at a time, a whole-run deadline, monitoring files (latest_stats.json,
 history/gaps.jsonl), missed slots refilled from the historical endpoint while the plan still
-serves them, and read-only views: --status, --check-history, --export-history, --query."""
+serves them, and read-only views: --status, --check-history, --export-history, --query,
+--report FILE.html."""
 
 import sys
 
@@ -14,7 +15,7 @@ PROFILE = common.ScriptProfile(
     archives_history=True,
     repairs_gaps=True,
     records_gaps=True,
-    views=("status", "check-history", "export-history", "query"),
+    views=("status", "check-history", "export-history", "query", "report"),
 )
 
 

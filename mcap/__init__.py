@@ -6,10 +6,15 @@ fsio, signals, logsetup            the process's files, signals and log
 ledger                             the request quota on disk
 body, client                       fetch: HTTP → a bounded body → strict JSON
 validate, formats, snapshot        check a payload, serialise it, the snapshot's rules
-history                            commit, repair, the reader, archive, gaps, check, views' SQL;
-                                   the backfilled points beside the snapshots
+history                            commit, repair, the reader, archive, gaps, check, views' SQL
+                                   (--query's, --report's); the backfilled points beside the
+                                   snapshots
 context, rejected, publish         a run's outcome and streams, refused payloads, the transaction
-report, status, views              what a person reads, the read-only views
+report, status                     what a person reads: a run's summary, --status
+report_charts, report_ops,         --report: its figures (charts, calendar, quota, runs) and
+  report_data, html_sections,        its page, section by section
+  html_report
+views                              the read-only views, declared once
 option_types, historical_options,  the command line
   hook_options, cli
 backfill_tasks, backfill,          what to ask /tickers/{id}/historical, the engine that asks,
@@ -59,12 +64,18 @@ LAYERS = (
     "history.check",
     "history.export",
     "history.query",
+    "history.report_sql",
     "history",
     "context",
     "rejected",
     "publish",
     "report",
     "status",
+    "report_charts",
+    "report_ops",
+    "report_data",
+    "html_sections",
+    "html_report",
     "views",
     "option_types",
     "historical_options",

@@ -209,6 +209,16 @@ def _add_view_options(parser: argparse.ArgumentParser, profile: ScriptProfile) -
             help="--export-history's lines: snapshot (default, the /tickers rows) or "
             "historical (backfilled points, by time then id)",
         )
+    if "report" in profile.views:
+        for bound, meaning in (("from", "first"), ("to", "last")):
+            parser.add_argument(
+                f"--{bound}",
+                dest=f"report_{bound}",
+                type=time_text,
+                metavar="FROM" if bound == "from" else "TO",
+                help=f"--report: the range's {meaning} day (YYYY-MM-DD) or UTC time "
+                f"(default: the history's {meaning})",
+            )
     if "status" in profile.views:
         parser.add_argument(
             "--min-coverage",
@@ -238,6 +248,7 @@ def parse_config(
         parser.error("--export-history takes FROM and at most one TO")
     if len(bounds) == 2 and time_bound(bounds[0]) > time_bound(bounds[1], end_of_day=True):
         parser.error(f"--export-history: FROM {bounds[0]} is after TO {bounds[1]}")
+    _check_report_range(parser, args)
     asked = [name for name in profile.views if _asked(args, name)]
     if len(asked) > 1:
         parser.error(f"--{asked[0]} and --{asked[1]} cannot be combined: one view at a time")
@@ -245,6 +256,15 @@ def parse_config(
         return config_from_args(profile, args, os.environ if environ is None else environ)
     except (ApiKeyError, argparse.ArgumentTypeError) as exc:
         parser.error(str(exc))
+
+
+def _check_report_range(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """--from/--to go with --report, FROM no later than TO (as --export-history's)."""
+    low, high = getattr(args, "report_from", None), getattr(args, "report_to", None)
+    if (low or high) and getattr(args, "report", None) is None:
+        parser.error("--from and --to limit --report's range; give --report FILE.html too")
+    if low and high and time_bound(low) > time_bound(high, end_of_day=True):
+        parser.error(f"--report: --from {low} is after --to {high}")
 
 
 def _asked(args: argparse.Namespace, view: str) -> bool:
@@ -291,6 +311,8 @@ def config_from_args(
         export_range=tuple(getattr(args, "export_history", None) or ()),
         export_source=getattr(args, "source", EXPORT_SOURCES[0]),
         query=getattr(args, "query", None),
+        report_file=getattr(args, "report", None),
+        report_range=(getattr(args, "report_from", None), getattr(args, "report_to", None)),
         min_coverage=getattr(args, "min_coverage", MIN_COVERAGE),
         tier=getattr(args, "tier", None),
         repair=profile.repairs_gaps and not getattr(args, "no_repair", False),

@@ -13,7 +13,12 @@ CLOCK_OFFSET_ENV = "COLLECTOR_CLOCK_OFFSET_S"
 
 def now() -> float:
     """Epoch seconds, shifted by COLLECTOR_CLOCK_OFFSET_S when a test sets it."""
-    return time.time() + float(os.environ.get(CLOCK_OFFSET_ENV) or 0)
+    return time.time() + offset()
+
+
+def offset() -> float:
+    """The test's shift of the clock (0 outside tests)."""
+    return float(os.environ.get(CLOCK_OFFSET_ENV) or 0)
 
 
 def utc_iso(ts: float | None = None) -> str:
@@ -37,6 +42,10 @@ def compact_id(iso: str) -> str:
 
 def month_key(ts: float) -> str:
     return time.strftime("%Y-%m", time.gmtime(ts))
+
+
+def day_key(ts: float) -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime(ts))
 
 
 def hour_key(ts: float) -> str:

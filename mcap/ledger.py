@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from . import clock
-from .clock import hour_key, month_key, month_start, next_month_start, parse_iso, utc_iso
+from .clock import day_key, hour_key, month_key, month_start, next_month_start, parse_iso, utc_iso
 from .errors import BudgetExceeded, LocalStateError, QuotaBlocked
 from .fsio import atomic_write_bytes, locked
 from .settings import API_REFRESH_MIN, CALLS_PER_SNAPSHOT, Config
@@ -24,7 +24,8 @@ LEDGER_NAME = "request_ledger.json"
 
 @dataclass(frozen=True)
 class LedgerState:
-    """request_ledger.json: this month's and this hour's calls, and the quota block."""
+    """request_ledger.json: this month's and this hour's calls (and this month's by UTC day),
+    and the quota block."""
 
     month: str
     month_requests: int
@@ -35,6 +36,9 @@ class LedgerState:
     blocked_until: str | None
     blocked_reason: str | None
     updated_at: str
+    # This month's calls by UTC day ("2026-11-25": 96); added later: an older ledger has none,
+    # and an older version drops it (its calls still count in month_requests).
+    day_requests: Mapping[str, int] = dataclasses.field(default_factory=dict)
 
     def replace(self, **changes: Any) -> LedgerState:
         return dataclasses.replace(self, **changes)
@@ -50,6 +54,7 @@ class LedgerState:
             "blocked_until": self.blocked_until,
             "blocked_reason": self.blocked_reason,
             "updated_at": self.updated_at,
+            "day_requests": dict(self.day_requests),
         }
 
 
@@ -64,12 +69,13 @@ def empty_ledger(now: float) -> LedgerState:
         blocked_until=None,
         blocked_reason=None,
         updated_at=utc_iso(now),
+        day_requests={},
     )
 
 
 _COUNTS = ("month_requests", "hour_requests")
 _TEXTS = ("month", "hour", "updated_at")
-_TALLIES = ("by_script", "past_months")
+_TALLIES = ("by_script", "past_months", "day_requests")
 
 
 def _shape_problem(data: Any) -> str | None:
@@ -143,7 +149,11 @@ class RequestLedger:
         if state.month != month_key(now):
             past = {**state.past_months, state.month: state.month_requests}
             state = state.replace(
-                month=month_key(now), month_requests=0, by_script={}, past_months=past
+                month=month_key(now),
+                month_requests=0,
+                by_script={},
+                past_months=past,
+                day_requests={},
             )
         if state.hour != hour_key(now):
             state = state.replace(hour=hour_key(now), hour_requests=0)
@@ -175,10 +185,12 @@ class RequestLedger:
                     f"({state.month_requests} made this month); "
                     f"resets {utc_iso(next_month_start(now))}"
                 )
+            day = day_key(now)
             state = state.replace(
                 month_requests=state.month_requests + 1,
                 hour_requests=state.hour_requests + 1,
                 by_script={**state.by_script, script: state.by_script.get(script, 0) + 1},
+                day_requests={**state.day_requests, day: state.day_requests.get(day, 0) + 1},
             )
             self._save(state, now)
             return state.month_requests

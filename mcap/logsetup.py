@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import TextIO
 
+from . import clock
 from .errors import Interrupted
 from .fsio import FILE_MODE, write_all
 from .redact import redact
@@ -23,7 +24,9 @@ class UtcFormatter(logging.Formatter):
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
         ms = int(record.msecs)
-        return time.strftime("%Y-%m-%dT%H:%M:%S", self.converter(record.created)) + f".{ms:03d}Z"
+        # The run's clock, as every file has it (a test's shifted one too).
+        created = record.created + clock.offset()
+        return time.strftime("%Y-%m-%dT%H:%M:%S", self.converter(created)) + f".{ms:03d}Z"
 
 
 class RedactingFormatter(UtcFormatter):

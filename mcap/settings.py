@@ -109,6 +109,8 @@ class Config:
     export_range: tuple[str, ...] = ()
     export_source: str = "snapshot"  # --export-history's rows: snapshot or historical
     query: str | None = None
+    report_file: str | None = None  # --report FILE.html
+    report_range: tuple[str | None, str | None] = (None, None)  # --from, --to
     min_coverage: float = MIN_COVERAGE
     tier: str | None = None  # the plan's tier for the historical windows (--tier)
     repair: bool = True  # 03/04: refill missed slots after a commit (--no-repair)

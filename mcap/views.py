@@ -155,6 +155,13 @@ def query_history(ctx: RunContext) -> int:
     return code
 
 
+def write_report(ctx: RunContext) -> int:
+    """04 --report FILE.html: the page, written atomically; nothing else is written."""
+    from .html_report import write_page  # the report's code only when it is asked for
+
+    return write_page(ctx)
+
+
 def _to_stdout(ctx: RunContext, write: Callable[[], object]) -> int:
     """Run a writer of stdout; a reader that stops early (`… | head`) is not an error."""
     try:
@@ -199,6 +206,13 @@ VIEWS = (
         "run one DuckDB SELECT over the views `history` (archives + plain tail) and `totals` "
         "(one row per snapshot); prints CSV",
         "SQL",
+    ),
+    View(
+        "report",
+        write_report,
+        "write one self-contained HTML page (opens offline) of the history: coverage calendar, "
+        "market caps, dominance, quota, runs, open gaps; --from/--to limit the range",
+        "FILE.html",
     ),
     View(
         "plan",

@@ -15,13 +15,14 @@ from pathlib import Path
 import pytest
 
 from mcap.client import ApiClient, Deadline
-from mcap.clock import parse_iso
+from mcap.clock import parse_iso, utc_iso
 from mcap.errors import (
     ApiDataError,
     ApiUnavailable,
     AuthOrPlanError,
     BudgetExceeded,
     HistoryDamaged,
+    LocalStateError,
     QuotaBlocked,
     ShrunkSnapshot,
 )
@@ -271,6 +272,26 @@ def test_ledger_rolls_over_months(tmp_path):
     data = ledger.load(now=later)
     assert data.month == "2099-01" and data.month_requests == 0
     assert sum(data.past_months.values()) == 1
+
+
+def test_ledger_counts_this_months_calls_by_day(tmp_path):
+    """day_requests: added to the ledger later, so an older ledger without it still loads
+    (its earlier calls count in month_requests only), and a new month starts it afresh."""
+    ledger = RequestLedger(tmp_path)
+    old = {"month": utc_iso()[:7], "month_requests": 7, "hour": "x",
+           "hour_requests": 0, "by_script": {"s": 7}, "past_months": {}}  # fmt: skip
+    ledger.path.write_text(json.dumps(old))
+    assert ledger.load().day_requests == {}
+    ledger.record_attempt("s", budget=None)
+    ledger.record_attempt("t", budget=None)
+    data = json.loads(ledger.path.read_bytes())
+    assert data["month_requests"] == 9
+    assert data["day_requests"] == {data["updated_at"][:10]: 2}
+    later = ledger.load(now=parse_iso("2099-01-15T00:00:00Z"))
+    assert later.day_requests == {} and later.past_months[old["month"]] == 9
+    ledger.path.write_text(json.dumps({**data, "day_requests": {"2026-11-01": "many"}}))
+    with pytest.raises(LocalStateError, match="day_requests is not a table of counts"):
+        ledger.load()
 
 
 def test_budget_maths():

@@ -13,6 +13,7 @@ the configuration is locked. docs/queries.md shows the equivalent recipe for any
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -228,9 +229,7 @@ def _check_points(con: Any, picture: Picture) -> None:
         )
 
 
-def run_query(
-    picture: Picture, sql: str, quotes: tuple[str, ...] = ("USD",)
-) -> Iterator[list[Any]]:
+def run_query(picture: Picture, sql: str, quotes: tuple[str, ...] = ("USD",)) -> Iterator[list]:
     """Column names first, then the result in batches of rows.
 
     Raises:
@@ -240,6 +239,20 @@ def run_query(
     import duckdb
 
     single_select(sql)
+    with history_views(picture, quotes) as con:
+        try:
+            cursor = con.execute(sql)
+            yield [column[0] for column in cursor.description or []]
+            while batch := cursor.fetchmany(columnar.FETCH_BATCH):
+                yield batch
+        except duckdb.Error as exc:
+            raise _query_error(exc, picture) from None
+
+
+@contextlib.contextmanager
+def history_views(picture: Picture, quotes: tuple[str, ...] = ("USD",)) -> Iterator[Any]:
+    """DuckDB with the views `history` and `totals` over the verified picture (else
+    ArchiveDamaged, 74), reading its files only: what --query and --report read."""
     picture.require_trustworthy()
     numeric = numeric_columns(picture, quotes)
     history, plain = _history_sql(picture, numeric)
@@ -248,13 +261,7 @@ def run_query(
         con.execute(f"CREATE TEMP VIEW totals AS {_totals_sql(picture)}")
         _check_rows(con, picture, plain)
         _lock_down(con, picture)
-        try:
-            cursor = con.execute(sql)
-            yield [column[0] for column in cursor.description or []]
-            while batch := cursor.fetchmany(columnar.FETCH_BATCH):
-                yield batch
-        except duckdb.Error as exc:
-            raise _query_error(exc, picture) from None
+        yield con
 
 
 def _query_error(exc: Exception, picture: Picture) -> Exception:
