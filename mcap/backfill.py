@@ -198,6 +198,7 @@ class Backfill:
         client = ApiClient(
             config, RequestLedger(config.out_dir), self.ctx.deadline, counter,
             on_retry=self.ctx.progress, pace=self._pace, keep=self.reserve,
+            on_throttled=self._throttled,
         )  # fmt: skip
         try:
             while not self._stop.is_set():
@@ -236,6 +237,11 @@ class Backfill:
                 raise DeadlineExceeded(f"run deadline of {self.ctx.deadline.seconds:g}s reached")
             raise TimeLimit("the run's time for backfilling is used up")
 
+    def _throttled(self) -> None:
+        """A 429: the shared pace slows (ratelimit.py), and says so."""
+        rate = self.bucket.slow_down()
+        log.info("backfill: HTTP 429, pace now %.1f requests a second", rate)
+
     def _seconds_left(self) -> float:
         left = self.ctx.deadline.remaining()
         if self.until is not None:
@@ -253,6 +259,7 @@ class Backfill:
         }
         try:
             response = client.get(f"/tickers/{task.coin}/historical", params)
+            self.bucket.speed_up()
             points = parse_points(response.data, task)
         except PlanWindowRefused as exc:
             return self._refused(task, exc)

@@ -108,8 +108,10 @@ class ApiClient:
         on_retry: Callable[[str], None] | None = None,
         pace: Callable[[], None] | None = None,
         keep: int = 0,
+        on_throttled: Callable[[], None] | None = None,
     ) -> None:
-        """`pace` replaces the client's own gap between attempts (a rate shared by threads);
+        """`pace` replaces the client's own gap between attempts (a rate shared by threads),
+        `on_throttled` hears of each 429 (to slow that rate);
         `keep` calls of the monthly budget are left to others (see RequestLedger)."""
         self.config = config
         self.ledger = ledger
@@ -118,6 +120,7 @@ class ApiClient:
         self._sleep = sleep
         self._on_retry = on_retry
         self._shared_pace = pace
+        self._on_throttled = on_throttled
         self.keep = keep
         self.policy = RetryPolicy(attempts=config.max_attempts)
         self._last_attempt = 0.0
@@ -267,6 +270,8 @@ class ApiClient:
                 hint="CoinPaprika does not redirect API calls; check --base-url "
                 "(the redirect was not followed)",
             )
+        if status == 429 and self._on_throttled is not None:
+            self._on_throttled()
         if self.policy.retries_status(status):
             raise TransientError(message, parse_retry_after(response.headers.get("Retry-After")))
         refusal = parse_refusal(error_text(body)) if status in (400, 402) else None

@@ -55,6 +55,16 @@ def show_budget_plan(ctx: RunContext) -> int:
     return ExitCode.OK
 
 
+def files_text(files: list[str] | tuple[str, ...], most: int = 4) -> str:
+    """The files checked, by name while few; a year's archives as a span, not 365 names."""
+    if len(files) <= most:
+        return ", ".join(files) or "no files"
+    archives = [name for name in files if name.startswith("archive/")]
+    others = [name for name in files if not name.startswith("archive/")]
+    span = f"{len(archives):,} archive files, {archives[0]} … {archives[-1]}"
+    return ", ".join([span, *others]) if len(archives) > 1 else ", ".join(files)
+
+
 def show_history_check(ctx: RunContext) -> int:
     """Verify the history files; 0 when whole and unique.
 
@@ -64,7 +74,7 @@ def show_history_check(ctx: RunContext) -> int:
     report = check_history(ctx.config.out_dir, ctx.config.every_min)
     ctx.say(
         f"History: {report.rows:,} rows in {report.snapshots:,} snapshots "
-        f"({', '.join(report.files) or 'no files'})"
+        f"({files_text(report.files)})"
     )
     if report.points is not None:
         points = report.points

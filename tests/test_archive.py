@@ -341,3 +341,16 @@ def test_status_shows_the_archive_and_flags_a_backlog(fake_small, out, tmp_path)
     status = run(S04, None, None, "--out-dir", str(behind), "--status")
     assert status.returncode == 1
     assert "archiving is behind: the plain file still starts at 2026-08-01" in status.stdout
+
+
+def test_check_history_names_a_years_archives_as_a_span():
+    from mcap.views import files_text
+
+    year = [f"archive/2026-{m:02d}-{d:02d}.parquet" for m in range(1, 13) for d in (1, 15)]
+    assert files_text([*year, "market_cap_history.jsonl"]) == (
+        "24 archive files, archive/2026-01-01.parquet … archive/2026-12-15.parquet, "
+        "market_cap_history.jsonl"
+    )
+    few = ["archive/2026-11-24.parquet", "archive/2026-11-25.parquet", "market_cap_history.jsonl"]
+    assert files_text(few) == ", ".join(few)
+    assert files_text([]) == "no files"

@@ -263,6 +263,19 @@ def test_the_default_pace_makes_no_429(fake_free, out):
     assert fake_free.rate_limited == 0 and fake_free.count_historical() == 25
 
 
+def test_429s_slow_the_pace_until_the_api_accepts_it(fake_free, out):
+    coins = [c["id"] for c in first_snapshot(fake_free, out)[:40]]
+    fake_free.set_latency(0.02)
+    fake_free.set_rate_limit(4)  # below --rate 10: the API refuses until 05 slows down
+    sync_historical(fake_free)
+    result = run(S05, fake_free, out, "--coins", ",".join(coins), "--rate", "10")
+    assert result.returncode == 0, result.stderr
+    assert fake_free.rate_limited > 0  # it was refused, and finished anyway
+    log = (out / "collection.log").read_text()
+    assert log.count("HTTP 429, pace") == fake_free.rate_limited  # each one heard
+    assert len({p["id"] for p in points_of(out)}) == 40
+
+
 @pytest.mark.long
 def test_kills_at_random_moments_never_lose_or_double_a_point(fake_free, out):
     coins = [c["id"] for c in first_snapshot(fake_free, out)[:100]]

@@ -127,3 +127,18 @@ def test_the_bucket_spaces_requests_without_a_burst():
     assert all(bucket.take() for _ in range(4))
     assert slept == pytest.approx([0.2, 0.2, 0.2])
     assert not bucket.take(lambda: 0.1)  # the next slot is after the time left
+
+
+def test_a_429_slows_the_bucket_and_answers_bring_it_back():
+    now = [0.0]
+    bucket = TokenBucket(10, clock=lambda: now[0], sleep=lambda s: now.__setitem__(0, now[0] + s))
+    assert bucket.slow_down() == pytest.approx(10 / 1.5)
+    assert bucket.slow_down() == pytest.approx(10 / 1.5)  # the same crowded second
+    for _ in range(10):
+        now[0] += 1.0
+        bucket.slow_down()
+    assert bucket.interval == 1.0  # never slower than one a second
+    for _ in range(200):
+        bucket.speed_up()
+    assert bucket.interval == pytest.approx(0.1)  # never faster than asked
+    assert bucket.slowdowns == 11
