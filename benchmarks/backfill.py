@@ -45,6 +45,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from benchmarks.__main__ import LAUNCHER
 from benchmarks.history import (
     ARCHIVE_CHILD,
     Figures,
@@ -80,17 +81,6 @@ QUERY_GOAL_S = 1.0
 MAX_RUNS = 5  # 05 runs of the Starter fill before it is reported as not finished
 ONE_COIN = "SELECT ts, source, market_cap_usd FROM history WHERE id = 'btc-bitcoin' ORDER BY ts"
 DAY = 86400
-
-LAUNCHER = """\
-import json, os, sys, time
-result, argv = sys.argv[1], sys.argv[2:]
-start = time.perf_counter()
-pid = os.posix_spawn(argv[0], argv, os.environ)
-_, status, usage = os.wait4(pid, 0)
-wall = time.perf_counter() - start
-with open(result, "w") as handle:
-    json.dump({"wall_s": wall, "maxrss_kb": usage.ru_maxrss, "status": status}, handle)
-"""
 
 
 @dataclass(frozen=True)
@@ -132,7 +122,7 @@ def measured(script: Path, args: list[str], key: bool, work: Path) -> Run:
         raise RuntimeError(f"benchmark launcher failed ({rc.returncode}): {stderr[-300:]}")
     data = json.loads(result.read_text())
     code = os.waitstatus_to_exitcode(data["status"])
-    return Run(data["wall_s"], data["maxrss_kb"] / 1024, code, stdout, stderr)
+    return Run(data["wall_s"], data["maxrss"] / 1024, code, stdout, stderr)
 
 
 def snapshot(api: FakeCoinPaprika, out: Path, key: bool) -> None:

@@ -37,6 +37,7 @@ from .history.points_ranges import Coverage
 from .ledger import RequestLedger
 from .plans import MAX_POINTS, WINDOW_MARGIN_S, class_of, step_of
 from .ratelimit import TokenBucket
+from .retry import TransientError
 from .signals import GUARD
 
 log = logging.getLogger(__name__)
@@ -101,6 +102,12 @@ def parse_points(payload: Any, task: Task) -> list[tuple[int, Any, Any, Any]]:
             f"(e.g. {off_grid[0]})"
         )
     return points
+
+
+def _throttled(exc: ApiUnavailable) -> bool:
+    """The retries ended on a 429: the API's rate limit, which a slower pace gets past."""
+    cause = exc.__cause__
+    return isinstance(cause, TransientError) and cause.status == 429
 
 
 class Backfill:
@@ -263,7 +270,11 @@ class Backfill:
             points = parse_points(response.data, task)
         except PlanWindowRefused as exc:
             return self._refused(task, exc)
-        except (BudgetExceeded, AuthOrPlanError, ApiUnavailable, Interrupted) as exc:
+        except ApiUnavailable as exc:
+            if _throttled(exc) and not self.bucket.at_slowest:
+                return RETRY  # 429s to the last attempt: again later, at the slower pace
+            return self._halt(exc)
+        except (BudgetExceeded, AuthOrPlanError, Interrupted) as exc:
             return self._halt(exc)
         except ApiDataError as exc:
             self._unusable(task, exc)

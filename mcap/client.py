@@ -273,7 +273,8 @@ class ApiClient:
         if status == 429 and self._on_throttled is not None:
             self._on_throttled()
         if self.policy.retries_status(status):
-            raise TransientError(message, parse_retry_after(response.headers.get("Retry-After")))
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            raise TransientError(message, retry_after, status)
         refusal = parse_refusal(error_text(body)) if status in (400, 402) else None
         if refusal is not None:  # the plan's window, not the quota: never a block
             raise PlanWindowRefused(message, refusal)

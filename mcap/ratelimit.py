@@ -64,6 +64,10 @@ class TokenBucket:
             self._next = max(self._next, now + self.interval)
             return 1.0 / self.interval
 
+    @property
+    def at_slowest(self) -> bool:
+        return self.interval >= self.slowest
+
     def speed_up(self) -> None:
         """After an answered request: a little closer to the configured rate."""
         with self._lock:

@@ -25,9 +25,12 @@ from urllib3.util import Retry
 class TransientError(Exception):
     """A failure that can succeed on retry: 408/429/5xx, network errors, cut-off bodies."""
 
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
+    def __init__(
+        self, message: str, retry_after: float | None = None, status: int | None = None
+    ) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.status = status  # the HTTP status, when the API answered
 
 
 @dataclass(frozen=True)

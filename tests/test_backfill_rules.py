@@ -137,8 +137,9 @@ def test_a_429_slows_the_bucket_and_answers_bring_it_back():
     for _ in range(10):
         now[0] += 1.0
         bucket.slow_down()
-    assert bucket.interval == 1.0  # never slower than one a second
+    assert bucket.interval == 1.0 and bucket.at_slowest  # never slower than one a second
     for _ in range(200):
         bucket.speed_up()
     assert bucket.interval == pytest.approx(0.1)  # never faster than asked
+    assert not bucket.at_slowest
     assert bucket.slowdowns == 11

@@ -105,10 +105,7 @@ class PointsPicture:
         return found
 
     def require_trustworthy(self, full: bool = False) -> None:
-        problems = self.problems(full)
-        if problems:
-            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-            raise ArchiveDamaged(f"the history cannot be read truthfully: {problems[0]}{more}")
+        refuse_problems(self.problems(full))
 
 
 def open_points(files: PointsFiles) -> PointsPicture:
@@ -159,3 +156,10 @@ def split_lines(chunks: Iterator[bytes]) -> Iterator[bytes]:
         while (end := chunk.find(b"\n", start)) >= 0:
             yield chunk[start : end + 1]
             start = end + 1
+
+
+def refuse_problems(problems: list[str]) -> None:
+    """Raises ArchiveDamaged (74) with the first problem, so no view answers over it."""
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise ArchiveDamaged(f"the history cannot be read truthfully: {problems[0]}{more}")

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-from ..errors import ArchiveDamaged, HistoryDamaged, LocalStateError
+from ..errors import HistoryDamaged, LocalStateError
 from .files import (
     LEGACY_PREFIX,
     LEGACY_SUFFIX,
@@ -42,7 +42,7 @@ from .files import (
 from .locks import lock_dir
 from .manifest import PIECE_NAME, ArchiveEntry, Manifest, listed_file_problem, read_manifest
 from .points import PointsFiles
-from .points_reader import PointsPicture, open_points
+from .points_reader import PointsPicture, open_points, refuse_problems
 from .repair import rebuild_state
 from .state import HistoryHead, load_state, settled
 from .summaries import SnapshotRecord, committed_snapshots
@@ -216,10 +216,7 @@ class Picture:
 
     def require_trustworthy(self, full: bool = False) -> None:
         """Raises ArchiveDamaged (74) with the first problem, so no view answers over it."""
-        problems = self.problems(full)
-        if problems:
-            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-            raise ArchiveDamaged(f"the history cannot be read truthfully: {problems[0]}{more}")
+        refuse_problems(self.problems(full))
 
     def warnings(self) -> list[str]:
         """Files in archive/ that no reader reads (reported, never counted)."""
