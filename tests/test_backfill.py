@@ -264,7 +264,7 @@ def test_the_default_pace_makes_no_429(fake_free, out):
 
 
 def test_429s_slow_the_pace_until_the_api_accepts_it(fake_free, out):
-    coins = [c["id"] for c in first_snapshot(fake_free, out)[:40]]
+    coins = [c["id"] for c in first_snapshot(fake_free, out)[:20]]
     fake_free.set_latency(0.02)
     fake_free.set_rate_limit(4)  # below --rate 10: the API refuses until 05 slows down
     sync_historical(fake_free)
@@ -273,7 +273,7 @@ def test_429s_slow_the_pace_until_the_api_accepts_it(fake_free, out):
     assert fake_free.rate_limited > 0  # it was refused, and finished anyway
     log = (out / "collection.log").read_text()
     assert log.count("HTTP 429, pace") == fake_free.rate_limited  # each one heard
-    assert len({p["id"] for p in points_of(out)}) == 40
+    assert len({p["id"] for p in points_of(out)}) == 20
 
 
 @pytest.mark.long
