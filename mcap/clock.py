@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import calendar
+import datetime
 import os
 import re
 import time
@@ -26,13 +27,25 @@ def utc_iso(ts: float | None = None) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now() if ts is None else ts))
 
 
+_ISO_SECONDS = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})Z")
+
+
 def parse_iso(text: str) -> float:
     """Our own `YYYY-MM-DDTHH:MM:SSZ` back into epoch seconds.
 
     Raises:
         ValueError: any other text.
     """
-    return float(calendar.timegm(time.strptime(text, "%Y-%m-%dT%H:%M:%SZ")))
+    if not isinstance(text, str):
+        raise TypeError(f"a time must be text, not {type(text).__name__}")
+    match = _ISO_SECONDS.fullmatch(text)
+    if match is None:
+        raise ValueError(f"time {text[:40]!r} is not YYYY-MM-DDTHH:MM:SSZ")
+    fields = tuple(map(int, match.groups()))
+    datetime.datetime(*fields)  # a real date and time (ValueError: 2026-02-30, T25:61)
+    # A regex and the constructor, not strptime: a year's views parse every snapshot's time
+    # (17,568 a paid year), and strptime cost them 0.25 s.
+    return float(calendar.timegm((*fields, 0, 0, 0)))
 
 
 def compact_id(iso: str) -> str:
