@@ -50,6 +50,8 @@ def write_page(ctx: RunContext) -> int:
         f"{data.snapshots.times:,} snapshot(s), {data.backfilled.times:,} backfilled time(s), "
         f"{len(data.calendar)} day(s), {len(data.gaps)} open gap(s)")  # fmt: skip
     ctx.say(f"Report: {target} ({len(body) / 1e3:,.0f} kB): {drawn}")
+    for warning in data.warnings:
+        ctx.say(f"Warning: {warning}")
     return ExitCode.OK
 
 

@@ -94,7 +94,7 @@ def gather(config: Config, now: float) -> ReportData:
             found, charts, snapshots, backfill = _aggregates(con, picture, window, config)
         records = [r for r in picture.snapshots if span.holds(r.ts)]
         first = picture.first_ts
-        warnings = tuple(picture.warnings())
+        warnings = tuple(picture.warnings()) + _clock_warning(picture.snapshots, now)
         files = picture.files
     shot = found.get("snapshot", Extent())
     if shot.last is not None:  # slots count until the collector is overdue, not before
@@ -114,6 +114,18 @@ def gather(config: Config, now: float) -> ReportData:
         quota=quota(config.out_dir, now, budget, budget_from),
         runs=runs(config.out_dir, (span.start, span.end)), warnings=warnings,
     )  # fmt: skip
+
+
+def _clock_warning(snapshots: Any, now: float) -> tuple[str, ...]:
+    """A last snapshot after this machine's clock: the calendar and the gaps count up to the
+    clock, so the page says why they look short (--status calls it unhealthy)."""
+    if not snapshots or parse_iso(snapshots[-1].ts) <= now:
+        return ()
+    return (
+        f"The last snapshot ({snapshots[-1].ts}) is after this machine's clock "
+        f"({utc_iso(now)}): was the clock moved back? Slots and gaps are counted up to the "
+        "clock; fix the system clock and report again.",
+    )
 
 
 def _aggregates(con: Any, picture: Any, window: Window, config: Config) -> tuple:

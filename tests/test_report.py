@@ -245,6 +245,21 @@ def test_a_damaged_archive_gives_one_line_exit_74_and_no_page(fake_small, out, t
     assert not page.exists() and list(tmp_path.glob(".r.html.*")) == []
 
 
+def test_a_clock_behind_the_last_snapshot_is_said_on_the_page_and_the_line(
+    fake_small, out, tmp_path
+):
+    base = next_midnight()
+    at(base + 600)
+    assert run(S04, fake_small, out).returncode == 0
+    at(base - 5 * 86400)  # the clock moved back five days
+    page = tmp_path / "r.html"
+    result = run(S04, None, out, "--report", str(page))
+    assert result.returncode == 0, result.stderr
+    warning = result.stdout.splitlines()[1]
+    assert warning.startswith("Warning: The last snapshot") and "clock moved back" in warning
+    assert "was the clock moved back?" in page.read_text()
+
+
 def test_from_and_to_limit_the_range(fake_small, out, tmp_path):
     base = next_midnight()
     for day in range(3):
