@@ -69,6 +69,7 @@ from typing import Any, TypeVar
 from mcap.clock import CLOCK_OFFSET_ENV, parse_iso, utc_iso
 from mcap.formats import history_bytes
 from mcap.history import Commit, HistoryStore, TimeRange, check_history, export_lines, open_picture
+from mcap.history.columnar import PARQUET_OPTIONS
 from mcap.history.files import HistoryFiles
 from mcap.history.manifest import ArchiveEntry, file_sha256, piece_name, read_manifest, tail_sha256
 from mcap.history.query import run_query
@@ -363,7 +364,7 @@ def synthesize_days(out: Path, source_day: str, count: int) -> list[str]:
                        AS percent_change_24h_usd,
                      circulating_supply, layout, raw, ordd
               FROM read_parquet('{source}') ORDER BY id, ts)
-            TO '{target}' (FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 9)"""
+            TO '{target}' ({PARQUET_OPTIONS})"""
         )
         size = target.stat().st_size
         with open(target, "rb") as handle:
