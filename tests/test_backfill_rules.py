@@ -143,3 +143,42 @@ def test_a_429_slows_the_bucket_and_answers_bring_it_back():
     assert bucket.interval == pytest.approx(0.1)  # never faster than asked
     assert not bucket.at_slowest
     assert bucket.slowdowns == 11
+
+
+def test_two_archivers_at_once_store_each_point_once(tmp_path, monkeypatch):
+    import duckdb
+
+    from mcap.history import points_archive
+    from mcap.history.points import Answer, PointsStore
+
+    store = PointsStore(tmp_path)
+    _, coverage = store.open()
+    day, base = 86400, 19_676 * 86400
+    for c in range(30):
+        points = [(base + k * day, 1.0 + k, 100 + k, 5) for k in range(365)]
+        store.commit(Answer(f"coin-{c:03d}", "1d", base, base + 364 * day, points), coverage)
+    monkeypatch.setattr(points_archive, "PIECE_ROWS", 4_000)
+    real, raced = points_archive._prepare_piece, []
+
+    def racing(files, head):  # another archiver switches while this one prepares
+        prepared = real(files, head)
+        if not raced:
+            raced.append(None)  # once: the other archiver's own preparations do not race
+            raced[0] = points_archive.compact_points(files, 1, 60.0)
+        return prepared
+
+    monkeypatch.setattr(points_archive, "_prepare_piece", racing)
+    head = points_archive.compact_points(store.files, 1, 60.0)
+    assert len(raced[0].pieces) == 3 and head.pieces == raced[0].pieces
+    assert sum(piece.rows for piece in head.pieces) == head.points == 30 * 365
+    assert store.files.points.stat().st_size == head.points_size == 0
+    files = [str(store.files.piece(piece.file)) for piece in head.pieces]
+    ((rows, distinct),) = duckdb.sql(
+        f"SELECT count(*), count(DISTINCT (id, ts)) FROM read_parquet({files!r})"
+    ).fetchall()
+    assert rows == distinct == 30 * 365
+    assert sorted(p.name for p in store.files.archive_dir.iterdir()) == [
+        "000001.parquet",
+        "000002.parquet",
+        "000003.parquet",
+    ]  # no temp file left behind

@@ -13,9 +13,11 @@ throughout, so no backfill commits meanwhile.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..clock import utc_iso
@@ -40,12 +42,16 @@ log = logging.getLogger(__name__)
 PIECE_ROWS = 125_000  # sorted in memory (about 50 MB with the run) before DuckDB converts it
 MEMORY_LIMIT = "80MB"  # a piece of 125,000 points sorts within it (DuckDB spills beyond)
 SWITCH_WAIT_S = 5.0
+_PREPARED = itertools.count()
 
 
 def compact_points(files: PointsFiles, min_rows: int, budget_s: float) -> PointsHead:
     """Archive plain points (when at least `min_rows` wait) within `budget_s`; the head.
 
-    Hold nothing: this takes the store's lock itself.
+    Hold nothing: this takes the store's lock itself, only to read the head and for each
+    switch. A piece is sorted, converted and proven without it, so the backfill's workers
+    keep committing meanwhile (their points land after the piece's bytes); a switch whose
+    head changed meanwhile (another process archived first) drops its piece.
     """
     started = time.monotonic()
     with locked(files.lock):
@@ -54,25 +60,43 @@ def compact_points(files: PointsFiles, min_rows: int, budget_s: float) -> Points
             head = _drop_head(files, head)
             if head.archived_bytes:
                 return head  # readers hold the lock; the next run cuts it
-        while time.monotonic() - started < budget_s:
-            plain = head.points - sum(piece.rows for piece in head.pieces)
-            if plain < max(1, min_rows):
-                break
-            moved = _archive_piece(files, head)
-            if moved is None:
-                break
-            head = moved
+    while time.monotonic() - started < budget_s:
+        plain = head.points - sum(piece.rows for piece in head.pieces)
+        if plain < max(1, min_rows):
+            break
+        prepared = _prepare_piece(files, head)
+        try:
+            with locked(files.lock):
+                current = load_head(files)
+                if current.archived_bytes:  # another process's cut waits: the next run
+                    return current
+                if current.pieces != head.pieces:
+                    head = current  # archived by another process meanwhile: look again
+                    continue
+                moved = _switch_piece(files, current, prepared)
+        finally:
+            discard_temp(prepared.tmp if prepared.tmp.exists() else None)
+        if moved is None:
+            break
+        head = moved
     return head
 
 
-def _archive_piece(files: PointsFiles, head: PointsHead) -> PointsHead | None:
-    """One piece of the plain points, proven, and in one switch under the readers' lock:
-    moved into place, listed, and cut from points.jsonl. None when readers hold the lock."""
+@dataclass(frozen=True)
+class Prepared:
+    """A proven piece of points.jsonl's bytes [0, end), its file still a temp file."""
+
+    piece: Piece
+    tmp: Path
+    end: int
+
+
+def _prepare_piece(files: PointsFiles, head: PointsHead) -> Prepared:
+    """The next piece of the committed plain points, sorted, converted and printed back,
+    outside the store's lock (the bytes read are committed: later commits only append)."""
     ensure_subdir(files.archive_dir)
-    lines, end = [], head.archived_bytes
-    for offset, line in lines_with_offsets(
-        files.points, limit=head.points_size, start=head.archived_bytes
-    ):
+    lines, end = [], 0
+    for offset, line in lines_with_offsets(files.points, limit=head.points_size, start=0):
         lines.append(line)
         end = offset
         if len(lines) >= PIECE_ROWS:
@@ -82,8 +106,9 @@ def _archive_piece(files: PointsFiles, head: PointsHead) -> PointsHead | None:
         if before[:60] == after[:60] and _key(before) == _key(after):
             raise HistoryDamaged(f"backfilled point {_key(before)} is stored twice; not archived")
     name = f"{len(head.pieces) + 1:06d}.parquet"
-    tmp, staging = files.archive_dir / f".{name}.tmp", files.dir / f".{name}.stage.tmp"
-    rest = files.points.with_name(f".{files.points.name}.cut.tmp")
+    # Two archivers (processes, or a nested call) may prepare the same piece; one switches.
+    mine = f"{name}.{os.getpid()}.{next(_PREPARED)}"
+    tmp, staging = files.archive_dir / f".{mine}.tmp", files.dir / f".{mine}.stage.tmp"
     try:
         staged = columnar.stage_lines(iter(lines), staging)
         del lines
@@ -92,16 +117,30 @@ def _archive_piece(files: PointsFiles, head: PointsHead) -> PointsHead | None:
         size = tmp.stat().st_size
         with open(tmp, "rb") as handle:
             digest, tail = file_sha256(handle), tail_sha256(handle, size)
-        piece = Piece(
-            name, staged.rows, staged.first_ts, staged.last_ts, size, digest, tail,
-            staged.sha256, end - head.archived_bytes, utc_iso(),
-        )  # fmt: skip
+    except BaseException:
+        discard_temp(tmp if tmp.exists() else None)
+        raise
+    finally:
+        staging.unlink(missing_ok=True)
+    piece = Piece(
+        name, staged.rows, staged.first_ts, staged.last_ts, size, digest, tail,
+        staged.sha256, end, utc_iso(),
+    )  # fmt: skip
+    return Prepared(piece, tmp, end)
+
+
+def _switch_piece(files: PointsFiles, head: PointsHead, prepared: Prepared) -> PointsHead | None:
+    """In one switch under the readers' lock (the store's is held): the piece moved into
+    place, listed, and its bytes cut from points.jsonl. None when readers hold the lock."""
+    piece, end = prepared.piece, prepared.end
+    rest = files.points.with_name(f".{files.points.name}.cut.tmp")
+    try:
         copy_range(files.points, end, head.points_size, rest)
         with switch_lock(_history(files), SWITCH_WAIT_S) as held:
             if not held:
-                log.info("backfill: readers hold the history; %s waits", name)
+                log.info("backfill: readers hold the history; %s waits", piece.file)
                 return None
-            commit_temp(tmp, files.piece(name))
+            commit_temp(prepared.tmp, files.piece(piece.file))
             listed = head.replace(pieces=(*head.pieces, piece), archived_bytes=end, cutting=end)
             save_head(files, listed)  # the commit point: listed; the cut below may be redone
             crash_point("backfill.mid_switch")
@@ -109,10 +148,8 @@ def _archive_piece(files: PointsFiles, head: PointsHead) -> PointsHead | None:
             head = listed.replace(points_size=head.points_size - end, archived_bytes=0, cutting=0)
             save_head(files, head)
     finally:
-        for path in (tmp, rest):
-            discard_temp(path if path.exists() else None)
-        staging.unlink(missing_ok=True)
-    log.info("backfill: %d points → archive/%s (%d bytes)", piece.rows, name, piece.bytes)
+        discard_temp(rest if rest.exists() else None)
+    log.info("backfill: %d points → archive/%s (%d bytes)", piece.rows, piece.file, piece.bytes)
     return head
 
 
