@@ -7,7 +7,9 @@ state: one atomic replace) and the points it holds cut from points.jsonl, so the
 never holds an archived point once a switch is over. A run killed inside the switch leaves
 the state saying what was cut (`archived_bytes`); the next one finishes the cut, once those
 bytes are proven to be what a listed, unchanged piece was made from. The store's lock is held
-throughout, so no backfill commits meanwhile.
+for the switch only: a piece is made from committed bytes, which later commits only append
+to, so the workers keep committing while it is converted; a switch finds the head as the
+piece expects it (no other archiver switched meanwhile) or drops the piece.
 """
 
 from __future__ import annotations
