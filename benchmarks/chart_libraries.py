@@ -257,22 +257,11 @@ def measure(library: str) -> dict:
     executable = chromium_path()
     if executable is None:
         return figures_ | {"browser": "no Chromium: apt-get install chromium"}
-    loads, draws = [], []
-    wait = (
-        "new Promise(done => { const tick = () => (" + drawn + ") ? "
-        "requestAnimationFrame(() => done([performance.timing.loadEventEnd - "
-        "performance.timing.navigationStart, performance.now()])) : "
-        "requestAnimationFrame(tick); tick(); })"
-    )
     with Chromium(executable) as browser:
-        for _ in range(LOADS):
-            browser.open(page)
-            load_ms, drawn_ms = browser.evaluate(wait)
-            loads.append(load_ms)
-            draws.append(drawn_ms)
+        loads, draws = browser.timed_loads(page, drawn, LOADS)
         requests = sorted(
             url
-            for url in set(browser.log.requests) - {page.resolve().as_uri()}
+            for url in set(browser.requests_beyond(page))
             if not url.startswith("data:")  # inline images: no network
         )
         errors = browser.log.errors

@@ -67,12 +67,6 @@ code = module.main(sys.argv[2:])
 hwm = next(l for l in open("/proc/self/status") if l.startswith("VmHWM"))
 print(json.dumps({"code": code, "rss_mb": int(hwm.split()[1]) / 1024}), file=sys.stderr)
 """
-DRAWN = (
-    "new Promise(done => { const tick = () => document.documentElement.dataset.ready === "
-    "'yes' ? requestAnimationFrame(() => done([performance.timing.loadEventEnd - "
-    "performance.timing.navigationStart, performance.now()])) : requestAnimationFrame(tick); "
-    "tick(); })"
-)
 
 
 def build_history(out: Path, api: FakeCoinPaprika, days: int) -> str:
@@ -135,15 +129,11 @@ def browser_figures(page: Path, loads: int = 5) -> str:
     executable = chromium_path()
     if executable is None:
         return "no Chromium (apt-get install chromium)"
-    load_ms, drawn_ms = [], []
     with Chromium(executable) as chrome:
-        for _ in range(loads):
-            chrome.open(page)
-            load, drawn = chrome.evaluate(DRAWN)
-            load_ms.append(load)
-            drawn_ms.append(drawn)
+        ready = "document.documentElement.dataset.ready === 'yes'"
+        load_ms, drawn_ms = chrome.timed_loads(page, ready, loads)
         summary = chrome.evaluate("window.reportSummary()")
-        requests = [u for u in chrome.log.requests if u != page.resolve().as_uri()]
+        requests = chrome.requests_beyond(page)
         errors = chrome.log.errors
     points = sum(s["points"] for chart in summary.values() for s in chart["series"])
     return (

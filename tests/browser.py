@@ -228,6 +228,27 @@ class Chromium:
             raise BrowserError(f"{expression[:60]}…: {answer['exceptionDetails']}")
         return answer["result"].get("value")
 
+    def timed_loads(self, path: Path, ready: str, loads: int) -> tuple[list[float], list[float]]:
+        """Load a page `loads` times: the page's own milliseconds from navigation to its load
+        event and to the first animation frame at which the JavaScript `ready` holds."""
+        wait = (
+            "new Promise(done => { const tick = () => (" + ready + ") ? "
+            "requestAnimationFrame(() => done([performance.timing.loadEventEnd - "
+            "performance.timing.navigationStart, performance.now()])) : "
+            "requestAnimationFrame(tick); tick(); })"
+        )
+        loaded, drawn = [], []
+        for _ in range(loads):
+            self.open(path)
+            load_ms, drawn_ms = self.evaluate(wait)
+            loaded.append(load_ms)
+            drawn.append(drawn_ms)
+        return loaded, drawn
+
+    def requests_beyond(self, path: Path) -> list[str]:
+        """What the pages asked for, other than the file `path` itself."""
+        return [url for url in self.log.requests if url != path.resolve().as_uri()]
+
     def wait_for(self, expression: str, timeout: float = STEP_TIMEOUT_S) -> Any:
         """Poll an expression until it is truthy; its value."""
         deadline = time.monotonic() + timeout

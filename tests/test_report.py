@@ -95,7 +95,7 @@ def render(page: Path, screenshot: Path) -> tuple[dict, dict]:
         )
         chrome.screenshot(screenshot)
         chrome.evaluate("1")  # events that arrived meanwhile are noted
-        requests = [url for url in chrome.log.requests if url != page.resolve().as_uri()]
+        requests = chrome.requests_beyond(page)
         assert requests == [], f"the page asked the network for {requests}"
         assert chrome.log.errors == [], chrome.log.errors
     print(f"screenshot: {screenshot}")
