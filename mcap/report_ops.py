@@ -17,7 +17,7 @@ from typing import Any
 
 from .clock import day_key, month_start, next_month_start, parse_iso, utc_iso
 from .history.files import HistoryFiles
-from .history.gaps import GAP_FACTOR, recent_gap_records
+from .history.gaps import GAP_FACTOR, gap_key, recent_gap_records, repairs_among
 from .ledger import RequestLedger
 from .logsetup import LOG_BACKUPS, LOG_NAME
 
@@ -101,13 +101,13 @@ def _marks(records: list[dict[str, Any]], step: int) -> tuple[Counter, Counter, 
     missed: Counter = Counter()
     repaired: Counter = Counter()
     failed: dict[str, list[int]] = {}
-    repairs = _latest_repairs(records)
+    repairs = repairs_among(records)
     for record in records:
         kind = record.get("type")
         try:
             if kind == "gap":
                 start = parse_iso(str(record["from"]))
-                done = repairs.get((record["from"], record["to"]), {}).get("status") == "repaired"
+                done = repairs.get(gap_key(record), {}).get("status") == "repaired"
                 for k in range(1, int(record["missing_slots"]) + 1):
                     day = day_key(start + k * step)
                     missed[day] += 1
@@ -121,10 +121,6 @@ def _marks(records: list[dict[str, Any]], step: int) -> tuple[Counter, Counter, 
     return missed, repaired, failed
 
 
-def _latest_repairs(records: list[dict[str, Any]]) -> dict[tuple[Any, Any], dict[str, Any]]:
-    return {(r.get("from"), r.get("to")): r for r in records if r.get("type") == "repair"}
-
-
 def gap_records(files: HistoryFiles) -> list[dict[str, Any]]:
     """Every readable line of history/gaps.jsonl (damaged lines are skipped)."""
     return recent_gap_records(files, limit=ALL_RECORDS)
@@ -135,7 +131,7 @@ def open_gaps(
 ) -> tuple[list[OpenGap], int]:
     """Gaps in the window whose latest repair is not 'repaired', newest first (at most
     MAX_GAP_ROWS), and how many more there are."""
-    repairs = _latest_repairs(records)
+    repairs = repairs_among(records)
     found = [ongoing] if ongoing else []
     for record in records:
         if record.get("type") != "gap":
@@ -143,7 +139,7 @@ def open_gaps(
         start, end = str(record.get("from", "")), str(record.get("to", ""))
         if end < window[0] or start > window[1]:
             continue
-        state = repairs.get((record.get("from"), record.get("to")), {}).get("status")
+        state = repairs.get(gap_key(record), {}).get("status")
         if state == "repaired":
             continue
         found.append(OpenGap(start, end, int(record.get("missing_slots") or 0),

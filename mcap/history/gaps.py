@@ -92,8 +92,18 @@ def record_failed_run(files: HistoryFiles, at: str, exit_code: int, error: str) 
 
 def latest_repairs(files: HistoryFiles) -> dict[tuple[str, str], dict[str, Any]]:
     """(from, to) of a gap → its latest `repair` record (gap repair, gap_repair.py)."""
+    return repairs_among(recent_gap_records(files, limit=5000))
+
+
+def repairs_among(records: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
+    """(from, to) of a gap → the last `repair` record of `records` for it."""
     latest: dict[tuple[str, str], dict[str, Any]] = {}
-    for record in recent_gap_records(files, limit=5000):
+    for record in records:
         if record.get("type") == "repair":
-            latest[(str(record.get("from")), str(record.get("to")))] = record
+            latest[gap_key(record)] = record
     return latest
+
+
+def gap_key(record: dict[str, Any]) -> tuple[str, str]:
+    """The (from, to) a gap or repair record names, as text."""
+    return str(record.get("from")), str(record.get("to"))
