@@ -187,3 +187,24 @@ def reserve_calls(every_min: int, attempts: int, now: float) -> int:
     retries: what a backfill must never spend."""
     slots = math.ceil((next_month_start(now) - now) / (every_min * 60))
     return math.ceil(slots * CALLS_PER_SNAPSHOT * 1.05) + CALLS_PER_SNAPSHOT * (attempts - 1)
+
+
+@dataclass(frozen=True)
+class Allowance:
+    """What a backfill may spend this month: the month's calls (None: no limit) and the
+    reserve the snapshots keep (0 without a limit)."""
+
+    budget: int | None
+    reserve: int
+
+    def spare(self, used: int) -> int | None:
+        """Calls left beyond the reserve once `used` are spent (None: no limit)."""
+        return None if self.budget is None else self.budget - self.reserve - used
+
+
+def allowance(
+    budget: int | None, tier: str, every_min: int, attempts: int, now: float
+) -> Allowance:
+    """monthly_budget and, when there is one, reserve_calls at `now`."""
+    month = monthly_budget(budget, tier)
+    return Allowance(month, reserve_calls(every_min, attempts, now) if month else 0)

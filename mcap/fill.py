@@ -13,7 +13,7 @@ from collections import Counter
 from typing import Any
 
 from .backfill import Backfill, CallLimit, Outcome, TimeLimit
-from .backfill_tasks import Task, monthly_budget, reserve_calls, tasks_for, time_span, universe
+from .backfill_tasks import Task, allowance, tasks_for, time_span, universe
 from .clock import now, utc_iso
 from .context import BackfillFigures, RunContext
 from .errors import (
@@ -49,9 +49,9 @@ def backfill_history(ctx: RunContext) -> int:
     coins = universe(config.out_dir, request.coins)
     span = time_span(tier, request.interval, request.days, now(), store.windows(head, tier))
     tasks = tasks_for(coins, request.interval, span, coverage)
-    budget = monthly_budget(config.monthly_budget, tier)
+    allowed = allowance(config.monthly_budget, tier, config.every_min, config.max_attempts, now())
+    budget, reserve = allowed.budget, allowed.reserve
     ledger = RequestLedger(config.out_dir)
-    reserve = reserve_calls(config.every_min, config.max_attempts, now()) if budget else 0
     figures = BackfillFigures(
         tier=tier, interval=request.interval, first=utc_iso(span[0]), last=utc_iso(span[1]),
         coins=len(coins), calls_needed=len(tasks), reserve=reserve,
@@ -67,7 +67,7 @@ def backfill_history(ctx: RunContext) -> int:
         ctx.stats.status = "ok"
         return ExitCode.OK
     state = ledger.check_can_run(1, config.max_attempts, budget, config.force)
-    left = None if budget is None else budget - reserve - state.month_requests
+    left = allowed.spare(state.month_requests)
     if left is not None and left <= 0:
         raise BudgetExceeded(
             f"the month's calls left ({budget - state.month_requests} of {budget}) are the "

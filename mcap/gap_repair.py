@@ -15,7 +15,7 @@ import logging
 from dataclasses import dataclass
 
 from .backfill import Backfill, Outcome
-from .backfill_tasks import Coin, Task, chunks, monthly_budget, reserve_calls, uncovered
+from .backfill_tasks import Allowance, Coin, Task, allowance, chunks, uncovered
 from .clock import now, parse_iso, utc_iso
 from .context import RepairFigures, RunContext, one_line
 from .errors import BudgetExceeded
@@ -105,11 +105,12 @@ def repair_gaps(ctx: RunContext, coins: list[Coin]) -> None:
     ]
     tasks = [task for plan in plans for task in _tasks(plan, coins, coverage)]
     outcome = Outcome()
-    spare = _spare(ctx, at)
+    allowed = allowance(config.monthly_budget, tier, config.every_min, config.max_attempts, at)
+    spare = allowed.spare(RequestLedger(config.out_dir).load(at).month_requests)
     if tasks and (spare is None or spare > 0):
         seconds = min(REPAIR_SECONDS, ctx.deadline.remaining() - 30)
         if seconds > 1:
-            outcome = _run(ctx, store, coverage, tasks, spare, seconds)
+            outcome = _run(ctx, store, coverage, tasks, allowed, spare, seconds)
     elif tasks:
         log.info("gap repair: no spare calls this month; %d call(s) wait", len(tasks))
     _record(ctx, files, plans, coins, coverage, outcome)
@@ -138,30 +139,18 @@ def _tasks(plan: GapPlan, coins: list[Coin], coverage: Coverage) -> list[Task]:
     return found
 
 
-def _spare(ctx: RunContext, at: float) -> int | None:
-    """Calls this month may still spend beyond the snapshots' reserve (None: no limit)."""
-    config = ctx.config
-    budget = monthly_budget(config.monthly_budget, config.plan_tier)
-    if budget is None:
-        return None
-    used = RequestLedger(config.out_dir).load(at).month_requests
-    return budget - used - reserve_calls(config.every_min, config.max_attempts, at)
-
-
 def _run(
     ctx: RunContext,
     store: PointsStore,
     coverage: Coverage,
     tasks: list[Task],
+    allowed: Allowance,
     spare: int | None,
     seconds: float,
 ) -> Outcome:
-    config = ctx.config
-    budget = monthly_budget(config.monthly_budget, config.plan_tier)
-    reserve = reserve_calls(config.every_min, config.max_attempts, now()) if budget else 0
     engine = Backfill(
-        ctx, store, coverage, REPAIR_RATE, reserve, spare, seconds=seconds,
-        tier=config.plan_tier, budget=budget,
+        ctx, store, coverage, REPAIR_RATE, allowed.reserve, spare, seconds=seconds,
+        tier=ctx.config.plan_tier, budget=allowed.budget,
     )  # fmt: skip
     outcome = engine.run(tasks)
     stop = outcome.stopped
