@@ -12,6 +12,7 @@ gets one `repair` record per gap whose state changed: repaired, partly, or unrep
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 
 from .backfill import Backfill, Outcome
@@ -23,7 +24,7 @@ from .history import Gap, HistoryFiles, find_gaps
 from .history.gaps import REPAIR_LOOK_BACK_S, latest_repairs, record_gap
 from .history.points import PointsStore
 from .history.points_ranges import Coverage
-from .history.summaries import committed_snapshots
+from .history.summaries import committed_snapshots, tail_start
 from .ledger import RequestLedger
 from .plans import WINDOW_MARGIN_S, describe, step_of, window_s
 from .settings import REPAIR_RATE, REPAIR_SECONDS
@@ -122,9 +123,10 @@ def recent_gaps(files: HistoryFiles, every_min: int, at: float) -> list[Gap]:
         handle = open(files.snapshots, "rb")
     except FileNotFoundError:
         return []
-    with handle:
-        records, _ = committed_snapshots(handle, files.snapshots.stat().st_size)
     since = utc_iso(at - REPAIR_LOOK_BACK_S)
+    with handle:
+        size = os.fstat(handle.fileno()).st_size
+        records, _ = committed_snapshots(handle, size, tail_start(handle, size, since))
     return find_gaps([r.ts for r in records if r.ts >= since], every_min)
 
 

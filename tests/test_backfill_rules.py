@@ -182,3 +182,30 @@ def test_two_archivers_at_once_store_each_point_once(tmp_path, monkeypatch):
         "000002.parquet",
         "000003.parquet",
     ]  # no temp file left behind
+
+
+def test_recent_snapshots_are_read_from_the_tail_only_as_far_back_as_needed(tmp_path):
+    import io
+    import json
+
+    from mcap.clock import utc_iso
+    from mcap.history.summaries import committed_snapshots, tail_start
+
+    base = 1_700_000_000
+    lines = [json.dumps({"ts": utc_iso(base + k * 300), "coin_count": 5}) for k in range(40_000)]
+    lines[39_000] = "{damaged"  # a damaged line near the end is not taken for a boundary
+    body = ("\n".join(lines) + "\n").encode()
+    (tmp_path / "snapshots.jsonl").write_bytes(body)
+    handle = open(tmp_path / "snapshots.jsonl", "rb")  # noqa: SIM115 - closed below
+    for since_k in (0, 1, 20_000, 38_999, 39_001, 39_999, 50_000):
+        since = utc_iso(base + since_k * 300)
+        start = tail_start(handle, len(body), since)
+        assert start == 0 or body[start - 1 : start] == b"\n"
+        tail, _ = committed_snapshots(handle, len(body), start)
+        whole, _ = committed_snapshots(handle, len(body))
+        assert [r.ts for r in tail if r.ts >= since] == [r.ts for r in whole if r.ts >= since]
+        needed = len(body) - len("".join(line + "\n" for line in lines[:since_k]).encode())
+        assert len(body) - start <= max(1 << 18, 4 * needed) + 100  # not the whole file
+    handle.close()
+    small = io.BytesIO(b'{"ts": "2026-01-01T00:00:00Z", "coin_count": 1}\n')
+    assert tail_start(small, len(small.getvalue()), "2027-01-01T00:00:00Z") == 0

@@ -24,8 +24,10 @@ class SnapshotRecord:
 
 
 def committed_snapshots(
-    handle: BinaryIO | None, committed: int
+    handle: BinaryIO | None, committed: int, start: int = 0
 ) -> tuple[tuple[SnapshotRecord, ...], list[str]]:
+    """The committed lines of snapshots.jsonl from byte `start` (a line boundary), and the
+    problems found; line numbers count from `start`."""
     records: list[SnapshotRecord] = []
     problems: list[str] = []
     if handle is None:
@@ -35,7 +37,8 @@ def committed_snapshots(
     size = os.fstat(handle.fileno()).st_size
     if size < committed:
         problems.append(f"snapshots.jsonl is {size} bytes, shorter than the {committed} committed")
-    for number, (_, line) in enumerate(lines_with_offsets(None, limit=committed, handle=handle), 1):
+    lines = lines_with_offsets(None, limit=committed, start=start, handle=handle)
+    for number, (_, line) in enumerate(lines, 1):
         try:
             entry = json.loads(line)
             ts, count = entry["ts"], entry["coin_count"]
@@ -57,3 +60,21 @@ def committed_snapshots(
             )
         )  # fmt: skip
     return tuple(records), problems
+
+
+def tail_start(handle: BinaryIO, size: int, since: str, back: int = 1 << 18) -> int:
+    """A line boundary of snapshots.jsonl before which every line is older than `since`
+    (0: the whole file), found by looking back from the end, four times further each time,
+    so a reader of the recent snapshots does not parse a year of them."""
+    while back < size:
+        handle.seek(size - back - 1)
+        handle.readline()  # the end of the line the guess cut (or just its newline)
+        boundary = handle.tell()
+        try:
+            ts = json.loads(handle.readline())["ts"]
+        except (ValueError, KeyError, TypeError, RecursionError):
+            ts = None  # a damaged line proves nothing: look further back
+        if isinstance(ts, str) and ts < since:
+            return boundary
+        back *= 4
+    return 0
